@@ -1,0 +1,122 @@
+"""Pacing to a provider's quota, shared by every request of one client, sync and async.
+
+Written by hand on purpose: the established limiters are either asyncio-only and bound to one
+event loop (aiolimiter) or built around bucket back-ends with blocking waits (pyrate-limiter).
+A client here is used from worker threads *and* from any number of event loops at once, so the
+limiter only hands out reservations under a ``threading.Lock`` (the GCRA "virtual scheduling"
+algorithm: each request takes the next free slot) and the caller sleeps the returned delay
+itself, with ``time.sleep`` in a thread or ``asyncio.sleep`` on a loop.
+
+``pause(seconds)`` moves every limiter's next free slot past now + seconds: after a 429 the
+whole client backs off as one instead of each worker hammering on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["Pacer", "Rate"]
+
+
+class Rate:
+    """``amount`` units per ``period`` seconds, with a burst of ``burst`` units."""
+
+    def __init__(self, amount: float, period: float, burst: float | None = None) -> None:
+        if amount <= 0 or period <= 0:
+            msg = f"A rate needs a positive amount and period, got {amount}/{period}s."
+            raise ValueError(msg)
+        self.interval = period / amount  # seconds per unit
+        self.burst = max(1.0, burst if burst is not None else 1.0)
+        self._next = 0.0  # the theoretical arrival time of the next unit (GCRA's TAT)
+
+    def reserve(self, now: float, cost: float = 1.0) -> float:
+        """Take ``cost`` units; return how long the caller must wait first."""
+        tolerance = (self.burst - 1.0) * self.interval
+        tat = max(self._next, now)
+        start = max(now, tat - tolerance)
+        self._next = tat + cost * self.interval
+        return start - now
+
+    def push_back(self, until: float) -> None:
+        self._next = max(self._next, until)
+
+
+class Pacer:
+    """The request and token limiters of one client.
+
+    Args:
+        requests_per_second: at most this many requests a second (None: unlimited).
+        requests_per_minute: at most this many requests a minute (None: unlimited).
+        tokens_per_minute: at most this many estimated input tokens a minute (None: unlimited).
+        clock: monotonic clock, injectable for tests.
+
+    Example:
+        >>> pacer = Pacer(requests_per_second=10)
+        >>> [round(pacer.reserve(0, now=0.0), 2) for _ in range(3)]
+        [0.0, 0.1, 0.2]
+    """
+
+    def __init__(
+        self,
+        *,
+        requests_per_second: float | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._requests: list[Rate] = []
+        if requests_per_second:
+            self._requests.append(Rate(requests_per_second, 1.0))
+        if requests_per_minute:
+            # A per-minute quota is enforced evenly: bursting the minute's budget invites 429s.
+            self._requests.append(Rate(requests_per_minute, 60.0))
+        self._tokens = Rate(tokens_per_minute, 60.0, burst=tokens_per_minute / 6) if (
+            tokens_per_minute
+        ) else None
+        self._paused_until = 0.0
+        self.pauses = 0
+
+    @property
+    def limited(self) -> bool:
+        return bool(self._requests or self._tokens)
+
+    def reserve(self, tokens: int = 0, *, now: float | None = None) -> float:
+        """Reserve one request of ``tokens`` tokens; returns the seconds to wait before sending."""
+        with self._lock:
+            now = self._clock() if now is None else now
+            wait = max(0.0, self._paused_until - now)
+            start = now + wait
+            for rate in self._requests:
+                wait = max(wait, start - now + rate.reserve(start))
+            if self._tokens is not None and tokens:
+                wait = max(wait, start - now + self._tokens.reserve(start, float(tokens)))
+            return wait
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this client for ``seconds`` from now (after a 429)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            until = self._clock() + seconds
+            if until > self._paused_until:
+                self._paused_until = until
+                self.pauses += 1
+            for rate in self._requests:
+                rate.push_back(until)
+
+    def wait(self, tokens: int = 0) -> None:
+        """Block the calling thread until a request may be sent."""
+        delay = self.reserve(tokens)
+        if delay > 0:
+            time.sleep(delay)
+
+    async def await_turn(self, tokens: int = 0) -> None:
+        """Suspend the calling task until a request may be sent (never blocks the loop)."""
+        delay = self.reserve(tokens)
+        if delay > 0:
+            await asyncio.sleep(delay)
