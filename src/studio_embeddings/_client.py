@@ -433,10 +433,11 @@ class EmbeddingsClient:
         self._sync_client: openai.OpenAI | None = None
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
         self._async_clients = weakref.WeakKeyDictionary()
+        headroom = self.provider.pacing_headroom
         self.pacer = Pacer(
-            requests_per_second=self.requests_per_second or None,
-            requests_per_minute=self.requests_per_minute or None,
-            tokens_per_minute=self.tokens_per_minute or None,
+            requests_per_second=(self.requests_per_second or 0) * headroom or None,
+            requests_per_minute=(self.requests_per_minute or 0) * headroom or None,
+            tokens_per_minute=(self.tokens_per_minute or 0) * headroom or None,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -799,10 +800,12 @@ class EmbeddingsClient:
             nonlocal attempts
             attempts += 1
             self._check_live(state)
+            # Build everything first, so that the paced moment is the moment of sending.
+            embeddings = self.sync_client().embeddings.with_raw_response
             self.pacer.wait(batch.tokens)
             kwargs = self._request_kwargs(batch, state.model, self._check_live(state))
             try:
-                return self.sync_client().embeddings.with_raw_response.create(**kwargs).content
+                return embeddings.create(**kwargs).content
             except openai.OpenAIError as e:
                 if self._on_error(e, state, refreshed):
                     self._credential.refresh()
@@ -859,11 +862,11 @@ class EmbeddingsClient:
             nonlocal attempts
             attempts += 1
             self._check_live(state)
+            embeddings = self.async_client().embeddings.with_raw_response
             await self.pacer.await_turn(batch.tokens)
             kwargs = self._request_kwargs(batch, state.model, self._check_live(state))
             try:
-                raw = await self.async_client().embeddings.with_raw_response.create(**kwargs)
-                return raw.content
+                return (await embeddings.create(**kwargs)).content
             except openai.OpenAIError as e:
                 if self._on_error(e, state, refreshed):
                     await asyncio.to_thread(self._credential.refresh)

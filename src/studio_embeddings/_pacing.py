@@ -34,10 +34,10 @@ class Rate:
 
     def reserve(self, now: float, cost: float = 1.0) -> float:
         """Take ``cost`` units; return how long the caller must wait first."""
-        tolerance = (self.burst - 1.0) * self.interval
         tat = max(self._next, now)
-        start = max(now, tat - tolerance)
-        self._next = tat + cost * self.interval
+        new_tat = tat + cost * self.interval
+        start = max(now, new_tat - self.burst * self.interval)
+        self._next = new_tat
         return start - now
 
     def push_back(self, until: float) -> None:

@@ -30,7 +30,7 @@ defaults given here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Literal
 
@@ -84,6 +84,8 @@ class Provider:
         requests_per_minute: default requests/min quota, or None.
         tokens_per_minute: default tokens/min quota, or None.
         default_max_concurrency: requests in flight at once by default.
+        pacing_headroom: the share of a quota the client paces itself to; a little under 1 so
+            that scheduling jitter never pushes a sliding one-second window over the quota.
         model_dimensions: native vector length per known model.
         dimension_ranges: models that accept ``dimensions=`` and the allowed range.
         query_templates: per model, the query prompt with ``{task}`` and ``{query}``.
@@ -121,6 +123,7 @@ class Provider:
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     default_max_concurrency: int = 8
+    pacing_headroom: float = 0.97
     model_dimensions: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     dimension_ranges: Mapping[str, tuple[int, int]] = field(
         default_factory=lambda: MappingProxyType({})
@@ -140,6 +143,10 @@ class Provider:
     docs_url: str = ""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping) and not isinstance(value, MappingProxyType):
+                object.__setattr__(self, f.name, MappingProxyType(dict(value)))
         if self.default_encoding not in self.encodings:
             msg = (
                 f"Provider {self.name!r}: default_encoding {self.default_encoding!r} "
@@ -149,6 +156,16 @@ class Provider:
         if self.max_inputs_per_request < 1 or self.default_batch_size < 1:
             msg = f"Provider {self.name!r}: batch sizes must be at least 1."
             raise ValueError(msg)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Read-only mappings do not pickle; send plain dicts and freeze them again on load.
+        values = {
+            f.name: dict(getattr(self, f.name))
+            if isinstance(getattr(self, f.name), Mapping)
+            else getattr(self, f.name)
+            for f in fields(self)
+        }
+        return (_make_provider, (values,))
 
     def wire_model(self, model: str, *, project: str | None, version: str | None = None) -> str:
         """The ``model`` value sent on the wire for ``model``.
@@ -173,6 +190,10 @@ class Provider:
             if name.rsplit("/", 1)[-1].lower() == short:
                 return template
         return None
+
+
+def _make_provider(values: dict[str, object]) -> Provider:
+    return Provider(**values)  # type: ignore[arg-type]
 
 
 NEBIUS = Provider(

@@ -1,0 +1,278 @@
+"""The core on the wire, through the emulator on loopback: every rule of the foundation.
+
+Runs on openai 3.x (httpx2) and, in ``make test-openai2``, on openai 2.x (httpx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from studio_embeddings import (
+    NEBIUS,
+    AuthenticationError,
+    BadRequestError,
+    EmbeddingsClient,
+    NotFoundError,
+    QuotaExhaustedError,
+    RetryPolicy,
+    ServerError,
+)
+from studio_embeddings.emulator import embed_text
+
+FAST = RetryPolicy(max_retries=3, initial_wait=0.001, max_wait=0.01)
+QWEN = "Qwen/Qwen3-Embedding-8B"
+FOLDER = "b1gtestfolder"
+
+
+def nebius(emu: Any, **kwargs: Any) -> EmbeddingsClient:
+    kwargs.setdefault("retry_policy", FAST)
+    return EmbeddingsClient("nebius", api_key="nb-key", base_url=emu.base_url("nebius"), **kwargs)
+
+
+def yandex(emu: Any, **kwargs: Any) -> EmbeddingsClient:
+    kwargs.setdefault("retry_policy", FAST)
+    kwargs.setdefault("project", FOLDER)
+    kwargs.setdefault("api_key", "yc-key")
+    return EmbeddingsClient("yandex", base_url=emu.base_url("yandex"), **kwargs)
+
+
+def texts(n: int) -> list[str]:
+    return [f"document number {i} about topic {i % 7}" for i in range(n)]
+
+
+# ------------------------------------------------------------------ Nebius
+
+
+def test_nebius_request_shape(emulator: Any) -> None:
+    client = nebius(emulator, project="project-e00abc", dimensions=512, service_tier="flex")
+    vectors = client.embed(["hello world"], kind="document")
+    assert vectors == [embed_text("nebius", QWEN, "hello world", dimensions=512)]
+    (req,) = emulator.requests
+    assert req.path == "/nebius/v1/embeddings"
+    assert req.query == {"ai_project_id": "project-e00abc"}
+    assert req.headers["authorization"] == "Bearer nb-key"
+    assert "openai-project" not in req.headers
+    assert "openai-organization" not in req.headers
+    assert req.body["model"] == QWEN
+    assert req.body["encoding_format"] == "base64"
+    assert req.body["dimensions"] == 512
+    assert req.body["service_tier"] == "flex"
+    assert req.body["input"] == ["hello world"]
+
+
+def test_nebius_float_and_base64_decode_to_the_same_vectors(emulator: Any) -> None:
+    docs = texts(10)
+    as_b64 = nebius(emulator).embed(docs)
+    as_float = nebius(emulator, encoding_format="float").embed(docs)
+    assert as_b64 == as_float == [embed_text("nebius", QWEN, t) for t in docs]
+    assert [r.body["encoding_format"] for r in emulator.requests] == ["base64", "float"]
+
+
+def test_nebius_batches_fan_out_and_keep_order(emulator: Any) -> None:
+    docs = texts(203)
+    result = nebius(emulator, batch_size=16, max_concurrency=4).embed_with_result(docs)
+    assert result.vectors == [embed_text("nebius", QWEN, t) for t in docs]
+    assert result.requests == len(emulator.requests) == 13
+    assert sorted(len(r.body["input"]) for r in emulator.requests) == [11] + [16] * 12
+    assert result.total_tokens > 0
+
+
+def test_nebius_query_instruction_on_queries_only(emulator: Any) -> None:
+    client = nebius(emulator)
+    client.embed(["a document"], kind="document")
+    client.embed(["a question"], kind="query")
+    doc, query = (r.body["input"][0] for r in emulator.requests)
+    assert doc == "a document"
+    assert query == f"Instruct: {NEBIUS.default_query_task}\nQuery:a question"
+
+
+def test_no_project_means_no_query_parameter(emulator: Any) -> None:
+    nebius(emulator).embed(["x"])
+    assert emulator.requests[0].query == {}
+
+
+def test_openai_environment_never_reaches_the_wire(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-leak")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-leak")
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Leak: yes")
+    nebius(emulator).embed(["x"])
+    yandex(emulator).embed(["x"])
+    for req in emulator.requests:
+        flat = str(req.headers) + str(req.query) + str(req.body)
+        for leak in ("sk-openai-secret", "org-leak", "proj-leak", "x-leak"):
+            assert leak not in flat.lower()
+    assert emulator.requests[1].headers["openai-project"] == FOLDER
+
+
+# ------------------------------------------------------------------ Yandex
+
+
+def test_yandex_request_shape_and_models_per_side(emulator: Any) -> None:
+    client = yandex(emulator, data_logging=False)
+    doc = client.embed(["Paris has a tower"], kind="document")
+    query = client.embed(["which tower?"], kind="query")
+    d, q = emulator.requests
+    assert d.path == "/yandex/v1/embeddings"
+    assert d.headers["authorization"] == "Api-Key yc-key"
+    assert d.headers["openai-project"] == FOLDER
+    assert d.headers["x-data-logging-enabled"] == "false"
+    assert d.body == {
+        "model": f"emb://{FOLDER}/text-search-doc/latest",
+        "input": "Paris has a tower",
+        "encoding_format": "float",
+    }
+    assert q.body["model"] == f"emb://{FOLDER}/text-search-query/latest"
+    assert doc[0] == embed_text("yandex", d.body["model"], "Paris has a tower")
+    assert query[0] == embed_text("yandex", q.body["model"], "which tower?")
+    assert len(doc[0]) == 256
+
+
+def test_yandex_one_text_per_request_in_order(emulator: Any) -> None:
+    emulator.configure(yandex_rps=None)
+    docs = texts(12)
+    vectors = yandex(emulator, requests_per_second=0).embed(docs)
+    model = f"emb://{FOLDER}/text-search-doc/latest"
+    assert vectors == [embed_text("yandex", model, t) for t in docs]
+    assert len(emulator.requests) == 12
+    assert all(isinstance(r.body["input"], str) for r in emulator.requests)
+
+
+def test_yandex_iam_token_is_bearer(emulator: Any) -> None:
+    yandex(emulator, api_key=None, iam_token="t1.iam-token").embed(["x"])
+    assert emulator.requests[0].headers["authorization"] == "Bearer t1.iam-token"
+
+
+def test_yandex_pacing_holds_the_quota(emulator: Any) -> None:
+    client = yandex(emulator)  # default: 10 requests/s, as the emulator allows
+    started = time.monotonic()
+    client.embed(texts(15))
+    elapsed = time.monotonic() - started
+    statuses = [r.status for r in emulator.requests]
+    assert statuses.count(429) == 0
+    assert elapsed >= 1.3  # 15 requests at 10/s cannot finish faster
+
+
+def test_callable_iam_token_is_refreshed_once_on_401(emulator: Any) -> None:
+    issued: list[str] = []
+
+    def token() -> str:
+        issued.append(f"t1.token-{len(issued) + 1}")
+        return issued[-1]
+
+    client = yandex(emulator, api_key=None, iam_token=token)
+    emulator.script("yandex", [401])
+    assert len(client.embed(["x"])) == 1
+    assert [r.headers["authorization"] for r in emulator.requests] == [
+        "Bearer t1.token-1",
+        "Bearer t1.token-2",
+    ]
+    emulator.clear()
+    emulator.script("yandex", [401, 401])
+    with pytest.raises(AuthenticationError):
+        client.embed(["x"])
+    assert len(emulator.requests) == 2
+
+
+# ----------------------------------------------------------------- retries
+
+
+def test_retries_transient_errors_then_succeeds(emulator: Any) -> None:
+    emulator.script("nebius", [503, 500, (429, {"retry-after-ms": "5"}), "drop"])
+    result = nebius(emulator, retry_policy=RetryPolicy(max_retries=4, initial_wait=0.001)).embed_with_result(["x"])
+    assert result.vectors == [embed_text("nebius", QWEN, "x")]
+    assert len(emulator.requests) == 5
+    assert result.retries == 4
+
+
+def test_max_retries_bounds_attempts(emulator: Any) -> None:
+    emulator.script("nebius", [503] * 10)
+    with pytest.raises(ServerError) as info:
+        nebius(emulator, retry_policy=RetryPolicy(max_retries=2, initial_wait=0.001)).embed(["x"])
+    assert len(emulator.requests) == 3
+    assert info.value.attempts == 3
+    assert info.value.status_code == 503
+    assert "Nebius AI Studio answered 503" in str(info.value)
+    assert "after 3 attempts" in str(info.value)
+
+
+def test_retry_waits_follow_the_policy(emulator: Any) -> None:
+    waits: list[float] = []
+    policy = RetryPolicy(max_retries=3, initial_wait=0.5, jitter=False, sleep=waits.append)
+    emulator.script("nebius", [503, (429, {"retry-after": "0.02"}), 502])
+    nebius(emulator, retry_policy=policy).embed(["x"])
+    assert waits == [0.5, 0.02, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(400, BadRequestError), (401, AuthenticationError), (404, NotFoundError), (422, BadRequestError)],
+)
+def test_client_errors_are_sent_once(emulator: Any, status: int, error: type) -> None:
+    emulator.script("nebius", [status])
+    with pytest.raises(error) as info:
+        nebius(emulator).embed(["x"])
+    assert len(emulator.requests) == 1
+    assert info.value.status_code == status
+    assert "nb-key" not in str(info.value)
+
+
+def test_exhausted_quota_is_not_retried(emulator: Any) -> None:
+    emulator.script("nebius", ["quota"])
+    with pytest.raises(QuotaExhaustedError, match="quota"):
+        nebius(emulator).embed(["x"])
+    assert len(emulator.requests) == 1
+
+
+def test_unknown_model_says_what_to_fix(emulator: Any) -> None:
+    with pytest.raises(NotFoundError, match="unknown model 'no/such-model'"):
+        nebius(emulator, model="no/such-model").embed(["x"])
+
+
+def test_yandex_wrong_folder_header_is_a_clear_error(emulator: Any) -> None:
+    client = yandex(emulator, default_headers={"OpenAI-Project": "b1gother"})
+    with pytest.raises(BadRequestError) as info:
+        client.embed(["x"])
+    assert info.value.status_code == 400
+    assert len(emulator.requests) == 1
+
+
+# ------------------------------------------------------------------- async
+
+
+async def test_async_matches_sync_in_order(emulator: Any) -> None:
+    docs = texts(150)
+    client = nebius(emulator, batch_size=8, max_concurrency=5)
+    got = await client.aembed(docs)
+    assert got == client.embed(docs)
+    assert got == [embed_text("nebius", QWEN, t) for t in docs]
+
+
+async def test_async_retries_and_concurrency_bound(emulator: Any) -> None:
+    emulator.configure(latency_ms=30)
+    emulator.script("nebius", [503, 503])
+    client = nebius(emulator, batch_size=1, max_concurrency=3)
+    await client.aembed(texts(9))
+    assert len(emulator.requests) == 11
+    # Never more than 3 requests in flight: recorded times are arrival times, 30 ms apart per wave.
+    starts = sorted(r.time for r in emulator.requests)
+    for i in range(len(starts) - 3):
+        assert starts[i + 3] - starts[i] > 0.02
+
+
+async def test_async_client_per_event_loop(emulator: Any) -> None:
+    client = nebius(emulator)
+    await client.aembed(["x"])
+    other = await asyncio.to_thread(lambda: asyncio.run(client.aembed(["y"])))
+    assert other == [embed_text("nebius", QWEN, "y")]
+
+
+def test_empty_input_sends_nothing(emulator: Any) -> None:
+    assert nebius(emulator).embed([]) == []
+    assert yandex(emulator).embed([], kind="query") == []
+    assert emulator.requests == []

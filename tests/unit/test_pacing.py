@@ -1,0 +1,100 @@
+"""The pacer hands out evenly spaced slots, shared by threads and event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from studio_embeddings._pacing import Pacer, Rate
+
+
+def test_unlimited_pacer_never_waits() -> None:
+    pacer = Pacer()
+    assert not pacer.limited
+    assert [pacer.reserve(100, now=0.0) for _ in range(5)] == [0.0] * 5
+
+
+def test_requests_per_second_spaces_requests_evenly() -> None:
+    pacer = Pacer(requests_per_second=10)
+    waits = [pacer.reserve(now=0.0) for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+def test_idle_time_is_not_banked_as_a_burst() -> None:
+    pacer = Pacer(requests_per_second=10)
+    pacer.reserve(now=0.0)
+    assert pacer.reserve(now=5.0) == 0.0
+    assert pacer.reserve(now=5.0) == pytest.approx(0.1)
+
+
+def test_requests_per_minute_and_tokens_per_minute() -> None:
+    pacer = Pacer(requests_per_minute=60)
+    assert [pacer.reserve(now=0.0) for _ in range(3)] == pytest.approx([0.0, 1.0, 2.0])
+    tokens = Pacer(tokens_per_minute=600)  # 10 tokens/s, burst of 100 tokens
+    assert tokens.reserve(100, now=0.0) == 0.0
+    assert tokens.reserve(100, now=0.0) == pytest.approx(10.0)
+
+
+def test_pause_holds_every_request() -> None:
+    clock = [0.0]
+    pacer = Pacer(requests_per_second=100, clock=lambda: clock[0])
+    pacer.pause(2.0)
+    assert pacer.reserve() == pytest.approx(2.0)
+    assert pacer.reserve() == pytest.approx(2.01)
+    assert pacer.pauses == 1
+
+
+def test_pause_applies_to_an_unpaced_client_too() -> None:
+    clock = [10.0]
+    pacer = Pacer(clock=lambda: clock[0])
+    pacer.pause(1.5)
+    assert pacer.reserve() == pytest.approx(1.5)
+    clock[0] = 12.0
+    assert pacer.reserve() == 0.0
+
+
+def test_rate_validation() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Rate(0, 1)
+
+
+def test_threads_share_one_pace() -> None:
+    pacer = Pacer(requests_per_second=50)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(5):
+            pacer.wait()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 20 requests at 50/s: the last one cannot start before 19 intervals have passed.
+    assert max(stamps) - start >= 19 / 50 - 0.02
+
+
+async def test_async_turns_do_not_block_the_loop() -> None:
+    pacer = Pacer(requests_per_second=20)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        for _ in range(10):
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def consumer() -> None:
+        for _ in range(4):
+            await pacer.await_turn()
+
+    await asyncio.gather(ticker(), consumer())
+    assert ticks == 10
