@@ -18,13 +18,14 @@ import base64
 import email.utils
 import ipaddress
 import json
+import logging
 import os
 import re
 import threading
 import time
 import weakref
 from array import array
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, cast
@@ -53,6 +54,8 @@ from studio_embeddings.errors import (
 from studio_embeddings.providers import EncodingFormat, Provider, get_provider
 
 __all__ = ["EmbedResult", "EmbeddingsClient", "Kind", "SecretLike", "TokenProvider"]
+
+logger = logging.getLogger("studio_embeddings")
 
 Kind = Literal["document", "query"]
 TokenProvider = Callable[[], str]
@@ -320,10 +323,7 @@ class EmbeddingsClient:
         else:
             names = " or ".join(p.api_key_envs + ((p.token_env,) if p.token_env else ()))
             token_hint = " (or iam_token=)" if p.token_env else ""
-            msg = (
-                f"{p.display_name} needs an API key: pass api_key={token_hint} "
-                f"or set {names}."
-            )
+            msg = f"{p.display_name} needs an API key: pass api_key={token_hint} or set {names}."
             raise ConfigurationError(msg)
 
         self.base_url = (base_url or _env(p.base_url_env) or p.base_url).rstrip("/") + "/"
@@ -391,7 +391,9 @@ class EmbeddingsClient:
         self.deadline = deadline
 
         if retry_policy is None:
-            retry_policy = RetryPolicy() if max_retries is None else RetryPolicy(max_retries=max_retries)
+            retry_policy = (
+                RetryPolicy() if max_retries is None else RetryPolicy(max_retries=max_retries)
+            )
         elif max_retries is not None and max_retries != retry_policy.max_retries:
             retry_policy = RetryPolicy(**{**retry_policy.__dict__, "max_retries": max_retries})
         self.retry_policy = retry_policy
@@ -404,9 +406,15 @@ class EmbeddingsClient:
             if value is not None and value < 0:
                 msg = f"{name} must be positive, or 0 for no limit; got {value!r}."
                 raise ConfigurationError(msg)
-        self.requests_per_second = p.requests_per_second if requests_per_second is None else requests_per_second
-        self.requests_per_minute = p.requests_per_minute if requests_per_minute is None else requests_per_minute
-        self.tokens_per_minute = p.tokens_per_minute if tokens_per_minute is None else tokens_per_minute
+        self.requests_per_second = (
+            p.requests_per_second if requests_per_second is None else requests_per_second
+        )
+        self.requests_per_minute = (
+            p.requests_per_minute if requests_per_minute is None else requests_per_minute
+        )
+        self.tokens_per_minute = (
+            p.tokens_per_minute if tokens_per_minute is None else tokens_per_minute
+        )
 
         if service_tier is not None and service_tier not in p.service_tiers:
             allowed = list(p.service_tiers) or "none (this provider has no tiers)"
@@ -431,7 +439,9 @@ class EmbeddingsClient:
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._sync_client: openai.OpenAI | None = None
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, openai.AsyncOpenAI
+        ]
         self._async_clients = weakref.WeakKeyDictionary()
         headroom = self.provider.pacing_headroom
         self.pacer = Pacer(
@@ -483,7 +493,10 @@ class EmbeddingsClient:
         # Omit() removes headers the openai client would add from OPENAI_ORG_ID,
         # OPENAI_PROJECT_ID or OPENAI_CUSTOM_HEADERS: nothing of a user's OpenAI set-up
         # may reach another provider.
-        headers: dict[str, Any] = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+        headers: dict[str, Any] = {
+            "OpenAI-Organization": openai.Omit(),
+            "OpenAI-Project": openai.Omit(),
+        }
         for line in (os.environ.get("OPENAI_CUSTOM_HEADERS") or "").splitlines():
             name = line.partition(":")[0].strip()
             if name:
@@ -493,7 +506,11 @@ class EmbeddingsClient:
         if p.data_logging_header and self.data_logging is not None:
             headers[p.data_logging_header] = "true" if self.data_logging else "false"
         headers.update(self.default_headers)
-        query = {p.project_query_param: self.project} if p.project_query_param and self.project else None
+        query = (
+            {p.project_query_param: self.project}
+            if p.project_query_param and self.project
+            else None
+        )
         return {
             # The real credential goes per request (it may be a refreshed token); this
             # placeholder only keeps the SDK from reading OPENAI_API_KEY.
@@ -599,18 +616,20 @@ class EmbeddingsClient:
             from tqdm.auto import tqdm
 
             progress = tqdm(total=n, desc=f"Embedding ({self.provider.name})", unit="text")
-        return _CallState(total=n, model=model, deadline_at=deadline_at, out=[None] * n, progress=progress)
+        return _CallState(
+            total=n, model=model, deadline_at=deadline_at, out=[None] * n, progress=progress
+        )
 
     def _remaining(self, state: _CallState) -> float:
         if state.deadline_at is None:
             return self.timeout
         left = state.deadline_at - time.monotonic()
         if left <= 0:
-            raise DeadlineExceededError(
+            msg = (
                 f"{self.provider.display_name}: the call did not finish within its deadline of "
-                f"{self.deadline} s; raise deadline= or send fewer texts per call.",
-                provider=self.provider.name,
+                f"{self.deadline} s; raise deadline= or send fewer texts per call."
             )
+            raise DeadlineExceededError(msg, provider=self.provider.name)
         return min(self.timeout, left)
 
     # ------------------------------------------------------------- responses
@@ -620,27 +639,25 @@ class EmbeddingsClient:
             payload = json.loads(body)
             data = payload["data"]
         except (ValueError, KeyError, TypeError) as e:
-            raise ResponseError(
+            msg = (
                 f"{self.provider.display_name} answered 200 with a body that is not an embeddings "
-                f"list: {body[:200]!r}",
-                provider=self.provider.name,
-            ) from e
+                f"list: {body[:200]!r}"
+            )
+            raise ResponseError(msg, provider=self.provider.name) from e
         n = len(batch.texts)
         if not isinstance(data, list) or len(data) != n:
             got = len(data) if isinstance(data, list) else type(data).__name__
-            raise ResponseError(
-                f"{self.provider.display_name} returned {got} vectors for {n} inputs.",
-                provider=self.provider.name,
-            )
+            msg = f"{self.provider.display_name} returned {got} vectors for {n} inputs."
+            raise ResponseError(msg, provider=self.provider.name)
         vectors: list[list[float] | None] = [None] * n
         for item in data:
             index = item.get("index", 0 if n == 1 else None)
             if not isinstance(index, int) or not 0 <= index < n or vectors[index] is not None:
-                raise ResponseError(
+                msg = (
                     f"{self.provider.display_name} returned a vector with a missing, duplicate or "
-                    f"out-of-range index {index!r} for a request of {n} inputs.",
-                    provider=self.provider.name,
+                    f"out-of-range index {index!r} for a request of {n} inputs."
                 )
+                raise ResponseError(msg, provider=self.provider.name)
             vectors[index] = _decode(item.get("embedding"), self.provider.display_name)
         usage = payload.get("usage") or {}
         tokens = usage.get("total_tokens") or usage.get("prompt_tokens") or 0
@@ -650,21 +667,21 @@ class EmbeddingsClient:
                 if state.dims is None:
                     state.dims = len(vec)
                 elif len(vec) != state.dims:
-                    raise ResponseError(
+                    msg = (
                         f"{self.provider.display_name} returned vectors of different lengths "
-                        f"({state.dims} and {len(vec)}) in one call.",
-                        provider=self.provider.name,
+                        f"({state.dims} and {len(vec)}) in one call."
                     )
+                    raise ResponseError(msg, provider=self.provider.name)
                 state.out[batch.start + offset] = vec
             state.tokens += int(tokens) if isinstance(tokens, (int, float)) else 0
             state.requests += 1
             state.retries += attempts - 1
         if self.dimensions is not None and state.dims != self.dimensions:
-            raise ResponseError(
+            msg = (
                 f"{self.provider.display_name} returned {state.dims}-dimensional vectors; "
-                f"dimensions={self.dimensions} was asked.",
-                provider=self.provider.name,
+                f"dimensions={self.dimensions} was asked."
             )
+            raise ResponseError(msg, provider=self.provider.name)
         if state.progress is not None:
             state.progress.update(n)
 
@@ -672,7 +689,8 @@ class EmbeddingsClient:
         if state.progress is not None:
             state.progress.close()
         if any(v is None for v in state.out):  # pragma: no cover - guarded by _store's checks
-            raise ResponseError("Some inputs got no vector.", provider=self.provider.name)
+            msg = "Some inputs got no vector."
+            raise ResponseError(msg, provider=self.provider.name)
         return EmbedResult(
             vectors=cast(list[list[float]], state.out),
             total_tokens=state.tokens,
@@ -689,7 +707,11 @@ class EmbeddingsClient:
         if isinstance(error, openai.APIStatusError):
             status = error.status_code
             text = _error_text(error)
-            kwargs: dict[str, Any] = {"provider": p.name, "status_code": status, "body": text[:2000]}
+            kwargs: dict[str, Any] = {
+                "provider": p.name,
+                "status_code": status,
+                "body": text[:2000],
+            }
             head = f"{p.display_name} answered {status}"
             if status == 401:
                 names = " / ".join(p.api_key_envs + ((p.token_env,) if p.token_env else ()))
@@ -773,14 +795,27 @@ class EmbeddingsClient:
     def _before_sleep(self, retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
+        logger.info(
+            "%s: attempt %d failed (%s); retrying in %.2f s",
+            self.provider.display_name,
+            retry_state.attempt_number,
+            error.cause if isinstance(error, TransientError) else error,
+            retry_state.upcoming_sleep,
+        )
         if isinstance(error, TransientError) and isinstance(error.cause, RateLimitError):
             # Back off as one client: every worker waits, not just the one that got the 429.
             self.pacer.pause(retry_state.upcoming_sleep)
 
-    def _on_error(self, error: openai.OpenAIError, state: _CallState, refreshed: list[bool]) -> bool:
+    def _on_error(
+        self, error: openai.OpenAIError, state: _CallState, refreshed: list[bool]
+    ) -> bool:
         """Map ``error``; True means: the token was refreshed, send again at once."""
         mapped = self._classify(error, state.model)
-        if isinstance(mapped, AuthenticationError) and self._credential.refreshable and not refreshed:
+        if (
+            isinstance(mapped, AuthenticationError)
+            and self._credential.refreshable
+            and not refreshed
+        ):
             refreshed.append(True)
             return True
         raise mapped from error
@@ -812,7 +847,9 @@ class EmbeddingsClient:
                     return attempt_once()
                 raise  # pragma: no cover - _on_error raises
 
-        retrying = self.retry_policy.retrying(deadline=state.deadline_at, before_sleep=self._before_sleep)
+        retrying = self.retry_policy.retrying(
+            deadline=state.deadline_at, before_sleep=self._before_sleep
+        )
         try:
             body = retrying(attempt_once)
         except (TransientError, ProviderError) as e:
@@ -878,12 +915,14 @@ class EmbeddingsClient:
         )
         async with gate:
             try:
-                body = await retrying(attempt_once)
+                body: bytes = await retrying(attempt_once)
             except (TransientError, ProviderError) as e:
                 raise self._final(e, attempts, state) from e.__cause__
         self._store(state, batch, body, attempts)
 
-    async def aembed_with_result(self, texts: Sequence[str], kind: Kind = "document") -> EmbedResult:
+    async def aembed_with_result(
+        self, texts: Sequence[str], kind: Kind = "document"
+    ) -> EmbedResult:
         """Async twin of :meth:`embed_with_result`: bounded concurrency, never blocks the loop."""
         prepared = self.prepare(texts, kind)
         state = self._new_state(len(prepared), self.model_for(kind))
@@ -893,7 +932,9 @@ class EmbeddingsClient:
             # The first token fetch may do I/O: keep it off the event loop.
             await asyncio.to_thread(self._credential.header)
         gate = asyncio.Semaphore(self.max_concurrency)
-        tasks = [asyncio.ensure_future(self._send_async(state, b, gate)) for b in self._batches(prepared)]
+        tasks = [
+            asyncio.ensure_future(self._send_async(state, b, gate)) for b in self._batches(prepared)
+        ]
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -947,7 +988,7 @@ def _error_text(error: Any) -> str:
             return detail if isinstance(detail, str) else json.dumps(detail)[:1000]
     try:
         return str(error.response.text)[:1000]
-    except Exception:  # noqa: BLE001 - best effort for a message
+    except Exception:
         return str(getattr(error, "message", ""))
 
 

@@ -75,9 +75,11 @@ class Pacer:
         if requests_per_minute:
             # A per-minute quota is enforced evenly: bursting the minute's budget invites 429s.
             self._requests.append(Rate(requests_per_minute, 60.0))
-        self._tokens = Rate(tokens_per_minute, 60.0, burst=tokens_per_minute / 6) if (
-            tokens_per_minute
-        ) else None
+        self._tokens = (
+            Rate(tokens_per_minute, 60.0, burst=tokens_per_minute / 6)
+            if (tokens_per_minute)
+            else None
+        )
         self._paused_until = 0.0
         self.pauses = 0
 

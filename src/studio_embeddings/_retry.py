@@ -95,7 +95,7 @@ class RetryPolicy:
         if isinstance(error, TransientError) and error.retry_after is not None:
             return max(0.0, min(self.retry_after_cap, error.retry_after))
         base = self.backoff(attempt)
-        return random.uniform(0, base) if self.jitter else base  # noqa: S311 - jitter, not crypto
+        return random.uniform(0, base) if self.jitter else base
 
     def retrying(
         self,

@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         "YC_FOLDER_ID (Yandex) is set, else the offline emulator.",
     )
     p_demo.add_argument("--provider", choices=["all", "nebius", "yandex"], default="all")
-    p_demo.add_argument("--emulator", action="store_true", help="use the emulator even if keys are set")
+    p_demo.add_argument(
+        "--emulator", action="store_true", help="use the emulator even if keys are set"
+    )
     p_demo.set_defaults(func=demo)
 
     p_serve = sub.add_parser(
@@ -174,8 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    p_serve.add_argument("--yandex-rps", type=float, default=10.0, help="Yandex quota per folder; 0: none")
-    p_serve.add_argument("--nebius-rpm", type=float, default=None, help="Nebius requests/min per project")
+    p_serve.add_argument(
+        "--yandex-rps", type=float, default=10.0, help="Yandex quota per folder; 0: none"
+    )
+    p_serve.add_argument(
+        "--nebius-rpm", type=float, default=None, help="Nebius requests/min per project"
+    )
     p_serve.set_defaults(func=serve)
 
     try:

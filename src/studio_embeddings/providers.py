@@ -48,7 +48,9 @@ EncodingFormat = Literal["float", "base64"]
 AuthScheme = Literal["Bearer", "Api-Key"]
 
 #: The retrieval task recommended by the Qwen3 / e5 model cards for web-search style retrieval.
-DEFAULT_RETRIEVAL_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+DEFAULT_RETRIEVAL_TASK = (
+    "Given a web search query, retrieve relevant passages that answer the query"
+)
 
 
 @dataclass(frozen=True)
@@ -259,9 +261,7 @@ YANDEX = Provider(
     default_batch_size=1,
     requests_per_second=10.0,
     default_max_concurrency=16,
-    model_dimensions=MappingProxyType(
-        {"text-search-doc": 256, "text-search-query": 256}
-    ),
+    model_dimensions=MappingProxyType({"text-search-doc": 256, "text-search-query": 256}),
     data_logging_header="x-data-logging-enabled",
     docs_url="https://yandex.cloud/en/docs/ai-studio/concepts/embeddings",
 )

@@ -95,7 +95,9 @@ def test_no_project_means_no_query_parameter(emulator: Any) -> None:
     assert emulator.requests[0].query == {}
 
 
-def test_openai_environment_never_reaches_the_wire(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_environment_never_reaches_the_wire(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("OPENAI_ORG_ID", "org-leak")
@@ -184,7 +186,9 @@ def test_callable_iam_token_is_refreshed_once_on_401(emulator: Any) -> None:
 
 def test_retries_transient_errors_then_succeeds(emulator: Any) -> None:
     emulator.script("nebius", [503, 500, (429, {"retry-after-ms": "5"}), "drop"])
-    result = nebius(emulator, retry_policy=RetryPolicy(max_retries=4, initial_wait=0.001)).embed_with_result(["x"])
+    result = nebius(
+        emulator, retry_policy=RetryPolicy(max_retries=4, initial_wait=0.001)
+    ).embed_with_result(["x"])
     assert result.vectors == [embed_text("nebius", QWEN, "x")]
     assert len(emulator.requests) == 5
     assert result.retries == 4
@@ -211,7 +215,12 @@ def test_retry_waits_follow_the_policy(emulator: Any) -> None:
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, BadRequestError), (401, AuthenticationError), (404, NotFoundError), (422, BadRequestError)],
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (404, NotFoundError),
+        (422, BadRequestError),
+    ],
 )
 def test_client_errors_are_sent_once(emulator: Any, status: int, error: type) -> None:
     emulator.script("nebius", [status])

@@ -192,7 +192,9 @@ def test_query_instruction_applies_to_queries_only() -> None:
     client = nebius()
     assert client.prepare(["doc"], "document") == ["doc"]
     assert client.prepare(["q"], "query") == [f"Instruct: {NEBIUS.default_query_task}\nQuery:q"]
-    assert nebius(query_instruction="Find code").prepare(["q"], "query") == ["Instruct: Find code\nQuery:q"]
+    assert nebius(query_instruction="Find code").prepare(["q"], "query") == [
+        "Instruct: Find code\nQuery:q"
+    ]
     assert nebius(query_instruction="").prepare(["q"], "query") == ["q"]
     e5 = nebius(model="intfloat/e5-mistral-7b-instruct", query_instruction="T")
     assert e5.prepare(["q"], "query") == ["Instruct: T\nQuery: q"]

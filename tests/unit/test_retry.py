@@ -30,7 +30,9 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
 
 def test_waits_are_recorded_not_slept() -> None:
     waits: list[float] = []
-    policy = RetryPolicy(max_retries=3, initial_wait=1, multiplier=2, jitter=False, sleep=waits.append)
+    policy = RetryPolicy(
+        max_retries=3, initial_wait=1, multiplier=2, jitter=False, sleep=waits.append
+    )
     fn, calls = _flaky([TransientError(Boom()), TransientError(Boom())])
     assert policy.retrying()(fn) == "ok"
     assert calls["n"] == 3
@@ -66,7 +68,9 @@ def test_non_transient_errors_are_not_retried() -> None:
 def test_retry_after_is_honoured_and_capped() -> None:
     waits: list[float] = []
     policy = RetryPolicy(max_retries=3, retry_after_cap=5, jitter=False, sleep=waits.append)
-    fn, _ = _flaky([TransientError(Boom(), retry_after=2.5), TransientError(Boom(), retry_after=99)])
+    fn, _ = _flaky(
+        [TransientError(Boom(), retry_after=2.5), TransientError(Boom(), retry_after=99)]
+    )
     policy.retrying()(fn)
     assert waits == [2.5, 5.0]
 
