@@ -304,8 +304,9 @@ class EmbeddingsClient:
     ) -> None:
         p = self.provider = get_provider(provider)
 
-        # Credentials: argument, then provider variables; never OPENAI_API_KEY.
-        key = _reveal(api_key) or _first_env(p.api_key_envs)
+        # Credentials: the arguments (key, then token), then the provider variables (key, then
+        # token); never OPENAI_API_KEY.
+        key = _reveal(api_key)
         token_source: TokenProvider | None = None
         token: str | None = None
         if not key and iam_token is not None:
@@ -313,8 +314,9 @@ class EmbeddingsClient:
                 token_source = cast(TokenProvider, iam_token)
             else:
                 token = _reveal(iam_token)
-        if not key and token is None and token_source is None:
-            token = _env(p.token_env)
+        if not key and not token and token_source is None:
+            key = _first_env(p.api_key_envs)
+            token = None if key else _env(p.token_env)
         if key:
             self._credential = _Credential(p.api_key_scheme, SecretValue(key.strip()), None)
         elif token or token_source:
@@ -609,10 +611,10 @@ class EmbeddingsClient:
             kwargs["extra_body"] = {"service_tier": self.service_tier}
         return kwargs
 
-    def _new_state(self, n: int, model: str) -> _CallState:
+    def _new_state(self, n: int, model: str, show_progress_bar: bool | None = None) -> _CallState:
         deadline_at = time.monotonic() + self.deadline if self.deadline else None
         progress = None
-        if self.show_progress_bar:
+        if self.show_progress_bar if show_progress_bar is None else show_progress_bar:
             from tqdm.auto import tqdm
 
             progress = tqdm(total=n, desc=f"Embedding ({self.provider.name})", unit="text")
@@ -701,7 +703,9 @@ class EmbeddingsClient:
 
     # --------------------------------------------------------------- errors
 
-    def _classify(self, error: BaseException, model: str) -> BaseException:
+    def _classify(
+        self, error: BaseException, model: str, timeout: float | None = None
+    ) -> BaseException:
         """Turn an openai exception into ours: TransientError wraps what may be retried."""
         p = self.provider
         if isinstance(error, openai.APIStatusError):
@@ -758,7 +762,8 @@ class EmbeddingsClient:
         if isinstance(error, openai.APITimeoutError):
             return TransientError(
                 ConnectionFailedError(
-                    f"{p.display_name} did not answer within timeout={self.timeout} s.",
+                    f"{p.display_name} did not answer within {timeout or self.timeout:g} s "
+                    f"(timeout={self.timeout:g}, deadline={self.deadline}).",
                     provider=p.name,
                 )
             )
@@ -807,10 +812,14 @@ class EmbeddingsClient:
             self.pacer.pause(retry_state.upcoming_sleep)
 
     def _on_error(
-        self, error: openai.OpenAIError, state: _CallState, refreshed: list[bool]
+        self,
+        error: openai.OpenAIError,
+        state: _CallState,
+        refreshed: list[bool],
+        timeout: float | None = None,
     ) -> bool:
         """Map ``error``; True means: the token was refreshed, send again at once."""
-        mapped = self._classify(error, state.model)
+        mapped = self._classify(error, state.model, timeout)
         if (
             isinstance(mapped, AuthenticationError)
             and self._credential.refreshable
@@ -842,7 +851,7 @@ class EmbeddingsClient:
             try:
                 return embeddings.create(**kwargs).content
             except openai.OpenAIError as e:
-                if self._on_error(e, state, refreshed):
+                if self._on_error(e, state, refreshed, kwargs["timeout"]):
                     self._credential.refresh()
                     return attempt_once()
                 raise  # pragma: no cover - _on_error raises
@@ -856,10 +865,16 @@ class EmbeddingsClient:
             raise self._final(e, attempts, state) from e.__cause__
         self._store(state, batch, body, attempts)
 
-    def embed_with_result(self, texts: Sequence[str], kind: Kind = "document") -> EmbedResult:
+    def embed_with_result(
+        self,
+        texts: Sequence[str],
+        kind: Kind = "document",
+        *,
+        show_progress_bar: bool | None = None,
+    ) -> EmbedResult:
         """Embed ``texts`` on the ``kind`` side; vectors in input order, with usage counts."""
         prepared = self.prepare(texts, kind)
-        state = self._new_state(len(prepared), self.model_for(kind))
+        state = self._new_state(len(prepared), self.model_for(kind), show_progress_bar)
         if not prepared:
             return self._result(state)
         batches = self._batches(prepared)
@@ -905,7 +920,7 @@ class EmbeddingsClient:
             try:
                 return (await embeddings.create(**kwargs)).content
             except openai.OpenAIError as e:
-                if self._on_error(e, state, refreshed):
+                if self._on_error(e, state, refreshed, kwargs["timeout"]):
                     await asyncio.to_thread(self._credential.refresh)
                     return await attempt_once()
                 raise  # pragma: no cover - _on_error raises
@@ -921,11 +936,15 @@ class EmbeddingsClient:
         self._store(state, batch, body, attempts)
 
     async def aembed_with_result(
-        self, texts: Sequence[str], kind: Kind = "document"
+        self,
+        texts: Sequence[str],
+        kind: Kind = "document",
+        *,
+        show_progress_bar: bool | None = None,
     ) -> EmbedResult:
         """Async twin of :meth:`embed_with_result`: bounded concurrency, never blocks the loop."""
         prepared = self.prepare(texts, kind)
-        state = self._new_state(len(prepared), self.model_for(kind))
+        state = self._new_state(len(prepared), self.model_for(kind), show_progress_bar)
         if not prepared:
             return self._result(state)
         if self._credential.refreshable:

@@ -264,3 +264,9 @@ def test_retry_after_headers() -> None:
     assert _retry_after({"retry-after": "3"}) == 3.0
     assert _retry_after({}) is None
     assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+
+
+def test_explicit_token_beats_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YC_API_KEY", "key-env")
+    client = EmbeddingsClient("yandex", iam_token="t1.explicit", project="b1g")
+    assert client._credential.header() == "Bearer t1.explicit"

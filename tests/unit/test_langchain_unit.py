@@ -7,6 +7,7 @@ Sockets are disabled for this module (pytest-socket): constructing a class, pick
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import pickle
@@ -269,11 +270,6 @@ def test_yandex_explicit_token_beats_env_key_in_the_shell(monkeypatch: pytest.Mo
     assert emb.api_key is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: EmbeddingsClient reads YC_API_KEY from the environment before it "
-    "considers an explicit iam_token= (_client.py, credential resolution)",
-)
 def test_yandex_explicit_token_beats_env_key_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YC_API_KEY", "yc-env-key")
     emb = YandexEmbeddings(iam_token=YC_TOKEN, folder_id="b1g")
@@ -309,6 +305,17 @@ def test_assignment_rebuilds_the_client_and_a_refused_one_changes_nothing() -> N
         y.encoding_format = "base64"
     assert (emb.chunk_size, emb._client.batch_size, emb.service_tier) == (5, 5, None)
     assert (y.encoding_format, y._client.encoding_format) == ("float", "float")
+
+
+def test_copies_get_a_client_of_their_own_settings() -> None:
+    emb = nebius()
+    updated = emb.model_copy(update={"chunk_size": 2})
+    assert (updated._client.batch_size, emb._client.batch_size) == (2, 64)
+    with pytest.raises(ValueError, match="service_tier"):
+        emb.model_copy(update={"service_tier": "gold"})
+    deep = copy.deepcopy(emb)
+    assert deep._client is not emb._client
+    assert deep._client._credential.header() == f"Bearer {NB_KEY}"
 
 
 # ------------------------------------------------------------------ env vars

@@ -233,7 +233,8 @@ def test_yandex_fields_map_to_the_core() -> None:
     c = e.client
     assert c.model_for("query") == "emb://b1gfolder/text-search-doc/rc"
     assert c.data_logging is False
-    assert c.pacer is not None and c.requests_per_second == 0
+    assert c.requests_per_second == 0
+    assert not c.pacer.limited
 
 
 def test_yandex_model_name_mirrors_doc_model() -> None:
@@ -260,6 +261,8 @@ def test_texts_are_validated_before_any_request() -> None:
         e.get_text_embedding_batch(["ok", "   "])
     with pytest.raises(TypeError, match=r"texts\[0\]"):
         e.get_text_embedding_batch([3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="list of strings"):
+        e.get_text_embedding_batch("not a list")  # type: ignore[arg-type]
     assert asyncio.run(e.aget_text_embedding_batch([])) == []
 
 
@@ -298,7 +301,7 @@ def test_iam_token_is_not_in_dumps_or_repr() -> None:
 
 
 def test_secret_is_not_in_configuration_errors() -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="allow_insecure_http") as info:
         nebius(base_url="http://example.com/v1")
     _assert_no_secret(str(info.value))
 
@@ -342,3 +345,22 @@ def test_pickle_keeps_an_env_key_without_the_env(monkeypatch: pytest.MonkeyPatch
 def test_model_validate_builds_the_client_lazily() -> None:
     e = NebiusEmbedding.model_validate({"api_key": SECRET, "project_id": "p"})
     assert e.client.project == "p"
+
+
+def _module_level_token() -> str:
+    return TOKEN
+
+
+def test_pickles_with_a_token_callable() -> None:
+    e = YandexEmbedding(iam_token=_module_level_token, folder_id="b1g")
+    copy = pickle.loads(pickle.dumps(e))
+    assert copy.iam_token is _module_level_token
+    assert copy.client._credential.refreshable
+    assert copy.client._credential.header() == f"Bearer {TOKEN}"
+
+
+def test_an_unpicklable_token_callable_fails_loudly() -> None:
+    e = YandexEmbedding(iam_token=lambda: TOKEN, folder_id="b1g")
+    with pytest.raises(pickle.PicklingError, match="module-level function"):
+        pickle.dumps(e)
+    assert e.client._credential.header() == f"Bearer {TOKEN}"  # the original still works

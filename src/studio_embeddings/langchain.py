@@ -1,0 +1,479 @@
+"""LangChain embeddings for Nebius AI Studio and Yandex AI Studio.
+
+Drop-in replacements for ``langchain_openai.OpenAIEmbeddings``::
+
+    from studio_embeddings.langchain import NebiusEmbeddings, YandexEmbeddings
+
+Both classes are thin pydantic shells over :class:`~studio_embeddings.EmbeddingsClient`: the
+fields are read (argument, then environment variable, then the provider's default from
+:mod:`studio_embeddings.providers`), handed to the core once at construction, and every call
+becomes one core request (``kind="document"`` or ``kind="query"``). Batching, pacing, retries,
+decoding and the order of results all live in the core. Constructing a class validates every
+setting and opens no connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.load.serializable import Serializable
+from langchain_core.utils import from_env, secret_from_env
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
+
+from studio_embeddings._client import EmbeddingsClient
+from studio_embeddings._retry import RetryPolicy
+from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
+
+__all__ = ["NebiusEmbeddings", "YandexEmbeddings"]
+
+_DEFAULT_RETRIES = RetryPolicy().max_retries
+
+# Checked here too (the core checks again) so that errors name the LangChain field.
+_Count = Annotated[int, Field(ge=1)]
+_Seconds = Annotated[float, Field(gt=0)]
+_Rate = Annotated[float, Field(ge=0)]
+
+
+def _names(*names: str | None) -> list[str]:
+    """The environment variable names that are set in the provider table."""
+    return [n for n in names if n]
+
+
+class _StudioEmbeddings(Serializable, Embeddings):
+    """What both provider classes share: the fields the core needs and the four calls.
+
+    ``Serializable`` (a pydantic ``BaseModel``) rather than a bare ``BaseModel`` so that
+    ``langchain_core.load.dumpd`` writes constructor kwargs with the keys replaced by
+    ``lc_secrets`` markers, and ``load`` can revive the object from the environment.
+    """
+
+    _provider: ClassVar[Provider]
+
+    # Declared here with neutral defaults; each provider class re-declares them with its
+    # environment variables and the defaults of its Provider profile.
+    api_key: SecretStr | None = None
+    """API key; never shown in ``repr``, ``str``, logs, errors or ``dumpd``."""
+    base_url: str | None = None
+    """Service root ending in ``/v1``."""
+    chunk_size: _Count | None = None
+    """Texts per request, capped at the provider's maximum inputs per request."""
+    max_concurrency: _Count | None = None
+    """Requests in flight at once (threads for sync calls, tasks for async ones)."""
+    encoding_format: EncodingFormat | None = None
+    """Wire encoding of the vectors: ``"float"`` or ``"base64"``; results are floats either way."""
+    requests_per_second: _Rate | None = None
+    """Client-side pacing of requests; 0 turns pacing off."""
+
+    timeout: _Seconds | None = None
+    """Seconds one HTTP request may take; None means 60 s."""
+    max_retries: Annotated[int, Field(ge=0)] = _DEFAULT_RETRIES
+    """Retries of a failed request: at most ``max_retries + 1`` attempts per request."""
+    deadline: _Seconds | None = None
+    """Seconds one call (all its requests, waits and retries) may take; None: unbounded."""
+    requests_per_minute: _Rate | None = None
+    """Client-side pacing: requests per minute; None or 0 for no limit."""
+    tokens_per_minute: _Rate | None = None
+    """Client-side pacing: estimated tokens per minute; None or 0 for no limit."""
+    show_progress_bar: bool = False
+    """Show a tqdm progress bar over the texts of a call (sync and async)."""
+    default_headers: dict[str, str] | None = None
+    """Extra headers on every request (``Authorization`` is refused: use ``api_key``)."""
+    http_client: Any = None
+    """Optional ``httpx.Client`` (openai 2.x) or ``httpx2.Client`` (openai 3.x) for sync calls.
+    Not pickled: a copy builds its own."""
+    http_async_client: Any = None
+    """Optional async twin of ``http_client`` for async calls. Not pickled."""
+    allow_insecure_http: bool = False
+    """Allow sending credentials over plain ``http://`` to a host that is not loopback."""
+    retry_policy: RetryPolicy | None = Field(default=None, exclude=True)
+    """Advanced: a full :class:`~studio_embeddings.RetryPolicy` (backoff, caps, sleep hooks).
+    Its ``max_retries`` applies unless ``max_retries`` is passed too. Not serialized."""
+
+    _client: EmbeddingsClient = PrivateAttr()
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        protected_namespaces=(),
+        # Assigning a field rebuilds the core client, so the object never runs stale settings.
+        validate_assignment=True,
+        # Errors would otherwise echo every constructor argument, keys included.
+        hide_input_in_errors=True,
+    )
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """Whether ``langchain_core.load.dumpd`` writes constructor kwargs (secrets masked)."""
+        return True
+
+    def _core_kwargs(self) -> dict[str, Any]:
+        """The provider class's own settings, as :class:`EmbeddingsClient` keywords."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def validate_environment(self) -> Self:
+        """Build the core client: every setting is checked here, before anything is sent."""
+        self._build_client()
+        return self
+
+    def _build_client(self) -> None:
+        retries_given = "max_retries" in self.model_fields_set
+        self._client = EmbeddingsClient(
+            self._provider,
+            api_key=self.api_key,
+            base_url=self.base_url,
+            batch_size=self.chunk_size,
+            max_concurrency=self.max_concurrency,
+            encoding_format=self.encoding_format,
+            requests_per_second=self.requests_per_second,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            timeout=self.timeout,
+            max_retries=(self.max_retries if retries_given or self.retry_policy is None else None),
+            retry_policy=self.retry_policy,
+            deadline=self.deadline,
+            show_progress_bar=self.show_progress_bar,
+            default_headers=self.default_headers,
+            http_client=self.http_client,
+            http_async_client=self.http_async_client,
+            allow_insecure_http=self.allow_insecure_http,
+            **self._core_kwargs(),
+        )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, the new settings are checked and get their own core client."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            # pydantic copies without validating: the copy would run the old settings.
+            copy._build_client()
+        return copy
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in type(self).model_fields:
+            super().__setattr__(name, value)
+            return
+        old = self.__dict__.get(name)
+        try:
+            super().__setattr__(name, value)
+        except ValueError:
+            # pydantic stores the value before the model validator refuses it: undo that.
+            self.__dict__[name] = old
+            raise
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        # Live connection pools cannot cross a pickle (the core drops its copies too).
+        fields = dict(state["__dict__"])
+        fields["http_client"] = fields["http_async_client"] = None
+        return {**state, "__dict__": fields}
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents; one vector per text, in input order. ``[]`` sends nothing."""
+        return self._client.embed(texts, kind="document")
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one search query (with the query model / instruction where there is one)."""
+        return self._client.embed([text], kind="query")[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async twin of :meth:`embed_documents`: concurrent requests, never blocks the loop."""
+        return await self._client.aembed(texts, kind="document")
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async twin of :meth:`embed_query`."""
+        return (await self._client.aembed([text], kind="query"))[0]
+
+
+class NebiusEmbeddings(_StudioEmbeddings):
+    """Nebius AI Studio (Token Factory) embedding model integration.
+
+    Setup:
+        Install ``studio-embeddings`` with the LangChain extra and set the environment
+        variable ``NEBIUS_API_KEY``.
+
+        .. code-block:: bash
+
+            pip install -U "studio-embeddings[langchain]"
+            export NEBIUS_API_KEY="your-api-key"
+
+    Key init args — embedding params:
+        model: str = "Qwen/Qwen3-Embedding-8B"
+            Name of the Nebius model to use.
+        dimensions: Optional[int] = None
+            Length of the returned vectors; Matryoshka models only (Qwen3: 32 to 4096).
+        query_instruction: Optional[str] = None
+            Task put into the model's query template (Qwen3, e5-mistral, bge-en-icl).
+            None uses the model's recommended retrieval task, ``""`` sends queries as
+            they are. Documents are never prefixed.
+        service_tier: Optional[str] = None
+            ``"auto"``, ``"default"`` or ``"flex"``.
+
+    Key init args — client params:
+        api_key: Optional[SecretStr] = None
+            Nebius API key. Read from ``NEBIUS_API_KEY`` if not passed.
+        base_url: str = "https://api.tokenfactory.nebius.com/v1/"
+            Read from ``NEBIUS_API_BASE`` if not passed.
+        project_id: Optional[str] = None
+            Sent as the ``ai_project_id`` query parameter. Read from ``NEBIUS_PROJECT_ID``.
+        chunk_size: int = 64
+            Texts per request.
+        max_retries: int = 5
+            Retries of a failed request (429, 5xx, connection errors).
+        timeout: Optional[float] = None
+            Seconds one request may take (60 if None).
+
+    See full list of supported init args and their descriptions in the params section.
+
+    Instantiate:
+        .. code-block:: python
+
+            from studio_embeddings.langchain import NebiusEmbeddings
+
+            embed = NebiusEmbeddings(
+                model="Qwen/Qwen3-Embedding-8B",
+                # Qwen3 can return shorter vectors:
+                # dimensions=1024,
+            )
+
+    Embed single text:
+        .. code-block:: python
+
+            input_text = "The meaning of life is 42"
+            vector = embed.embed_query(input_text)
+            print(len(vector))
+
+        .. code-block:: none
+
+            4096
+
+    Embed multiple texts:
+        .. code-block:: python
+
+            input_texts = ["Document 1...", "Document 2..."]
+            vectors = embed.embed_documents(input_texts)
+            print(len(vectors), len(vectors[0]))
+
+        .. code-block:: none
+
+            2 4096
+
+    Async:
+        .. code-block:: python
+
+            vector = await embed.aembed_query(input_text)
+            print(len(vector))
+
+            # multiple:
+            vectors = await embed.aembed_documents(input_texts)
+            print(len(vectors))
+
+        .. code-block:: none
+
+            4096
+            2
+    """
+
+    _provider: ClassVar[Provider] = NEBIUS
+
+    model: str = NEBIUS.default_doc_model
+    """Name of the Nebius embedding model (documents and queries)."""
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env(_names(*NEBIUS.api_key_envs), default=None)
+    )
+    """Nebius API key; read from ``NEBIUS_API_KEY`` if not passed."""
+    base_url: str | None = Field(
+        default_factory=from_env(_names(NEBIUS.base_url_env), default=NEBIUS.base_url)
+    )
+    """Service root; read from ``NEBIUS_API_BASE``, else the Token Factory URL."""
+    project_id: str | None = Field(
+        default_factory=from_env(_names(NEBIUS.project_env), default=None)
+    )
+    """Nebius project id, sent as the ``ai_project_id`` query parameter; read from
+    ``NEBIUS_PROJECT_ID`` if not passed. Optional: a key already belongs to a project."""
+    dimensions: _Count | None = None
+    """Length of the returned vectors (Matryoshka models only; Qwen3: 32 to 4096)."""
+    service_tier: Literal["auto", "default", "flex"] | None = None
+    """Nebius service tier sent in the body; None leaves the choice to the service."""
+    query_instruction: str | None = None
+    """Task put into the model's query template; None: the model's recommended retrieval
+    task, ``""``: queries are sent as they are. Documents are never prefixed."""
+    chunk_size: _Count | None = NEBIUS.default_batch_size
+    """Texts per request (at most 2048)."""
+    max_concurrency: _Count | None = NEBIUS.default_max_concurrency
+    """Requests in flight at once."""
+    encoding_format: EncodingFormat | None = NEBIUS.default_encoding
+    """``"base64"`` (compact, the default) or ``"float"``; vectors come back as floats."""
+    requests_per_second: _Rate | None = NEBIUS.requests_per_second
+    """Client-side pacing of requests; None or 0: unpaced."""
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        """Constructor arguments that ``dumpd`` replaces by a secret id."""
+        return {"api_key": NEBIUS.api_key_envs[0]}
+
+    def _core_kwargs(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "project": self.project_id,
+            "dimensions": self.dimensions,
+            "service_tier": self.service_tier,
+            "query_instruction": self.query_instruction,
+        }
+
+
+class YandexEmbeddings(_StudioEmbeddings):
+    """Yandex AI Studio (Yandex Cloud) embedding model integration.
+
+    Documents are embedded with ``text-search-doc`` and queries with ``text-search-query``,
+    one text per request, paced to the folder's default quota of 10 requests per second.
+
+    Setup:
+        Install ``studio-embeddings`` with the LangChain extra and set ``YC_FOLDER_ID`` and
+        either ``YC_API_KEY`` (a service-account API key) or ``YC_IAM_TOKEN``.
+
+        .. code-block:: bash
+
+            pip install -U "studio-embeddings[langchain]"
+            export YC_API_KEY="your-api-key"
+            export YC_FOLDER_ID="your-folder-id"
+
+    Key init args — embedding params:
+        doc_model: str = "text-search-doc"
+            Model for documents (also accepted as ``model=``).
+        query_model: str = "text-search-query"
+            Model for queries.
+        model_version: str = "latest"
+            ``"latest"``, ``"rc"`` or ``"deprecated"``.
+
+    Key init args — client params:
+        folder_id: Optional[str] = None
+            Yandex Cloud folder id. Read from ``YC_FOLDER_ID`` if not passed. Required.
+        api_key: Optional[SecretStr] = None
+            API key, sent as ``Api-Key``. Read from ``YC_API_KEY`` if not passed.
+        iam_token: Optional[SecretStr | Callable[[], str]] = None
+            IAM token (sent as ``Bearer``), or a function returning a fresh one (called
+            again after a 401). Read from ``YC_IAM_TOKEN`` if not passed.
+        base_url: str = "https://llm.api.cloud.yandex.net/v1"
+            Read from ``YC_API_BASE`` if not passed.
+        requests_per_second: float = 10
+            Client-side pacing to the folder's quota.
+        data_logging: Optional[bool] = None
+            False asks Yandex not to log the request data.
+
+    See full list of supported init args and their descriptions in the params section.
+
+    Instantiate:
+        .. code-block:: python
+
+            from studio_embeddings.langchain import YandexEmbeddings
+
+            embed = YandexEmbeddings(
+                # folder_id="b1g...",  # or YC_FOLDER_ID
+                # data_logging=False,
+            )
+
+    Embed single text:
+        .. code-block:: python
+
+            input_text = "The meaning of life is 42"
+            vector = embed.embed_query(input_text)
+            print(len(vector))
+
+        .. code-block:: none
+
+            256
+
+    Embed multiple texts:
+        .. code-block:: python
+
+            input_texts = ["Document 1...", "Document 2..."]
+            vectors = embed.embed_documents(input_texts)
+            print(len(vectors), len(vectors[0]))
+
+        .. code-block:: none
+
+            2 256
+
+    Async:
+        .. code-block:: python
+
+            vector = await embed.aembed_query(input_text)
+            print(len(vector))
+
+            # multiple:
+            vectors = await embed.aembed_documents(input_texts)
+            print(len(vectors))
+
+        .. code-block:: none
+
+            256
+            2
+    """
+
+    _provider: ClassVar[Provider] = YANDEX
+
+    doc_model: str = Field(default=YANDEX.default_doc_model, alias="model")
+    """Model for documents (``model=`` is accepted too); a full ``emb://`` or ``gpt://`` URI
+    is sent as given."""
+    query_model: str = YANDEX.default_query_model or YANDEX.default_doc_model
+    """Model for queries."""
+    model_version: str = YANDEX.default_model_version
+    """Version in the model URI: ``"latest"``, ``"rc"`` or ``"deprecated"``."""
+    folder_id: str | None = Field(
+        default_factory=from_env(_names(YANDEX.project_env), default=None)
+    )
+    """Yandex Cloud folder id (put into the model URI and the ``OpenAI-Project`` header);
+    read from ``YC_FOLDER_ID`` if not passed. Required."""
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env(_names(*YANDEX.api_key_envs), default=None)
+    )
+    """Service-account API key, sent as ``Authorization: Api-Key``; read from ``YC_API_KEY``."""
+    iam_token: SecretStr | Callable[[], str] | None = Field(
+        default_factory=secret_from_env(_names(YANDEX.token_env), default=None)
+    )
+    """IAM token sent as ``Authorization: Bearer`` when no API key is set, or a zero-argument
+    function returning a fresh one (called again after a 401). Read from ``YC_IAM_TOKEN``."""
+    base_url: str | None = Field(
+        default_factory=from_env(_names(YANDEX.base_url_env), default=YANDEX.base_url)
+    )
+    """Service root; read from ``YC_API_BASE``, else ``https://llm.api.cloud.yandex.net/v1``."""
+    data_logging: bool | None = None
+    """False sends ``x-data-logging-enabled: false`` (do not log request data)."""
+    chunk_size: _Count | None = YANDEX.default_batch_size
+    """Texts per request; Yandex takes one, so larger values are capped at 1."""
+    max_concurrency: _Count | None = YANDEX.default_max_concurrency
+    """Requests in flight at once (the pacing still holds the rate)."""
+    encoding_format: EncodingFormat | None = YANDEX.default_encoding
+    """Only ``"float"``: Yandex rejects base64, so asking for it fails at construction."""
+    requests_per_second: _Rate | None = YANDEX.requests_per_second
+    """Client-side pacing to the folder's quota (10 requests/s by default); 0: unpaced."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explicit_token_wins(cls, values: Any) -> Any:
+        # An iam_token passed by the caller beats a YC_API_KEY left in the environment.
+        if (
+            isinstance(values, dict)
+            and values.get("iam_token") is not None
+            and values.get("api_key") is None
+        ):
+            return {**values, "api_key": None}
+        return values
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        """Constructor arguments that ``dumpd`` replaces by a secret id."""
+        return {"api_key": YANDEX.api_key_envs[0], "iam_token": YANDEX.token_env or "iam_token"}
+
+    def _core_kwargs(self) -> dict[str, Any]:
+        return {
+            "model": self.doc_model,
+            "query_model": self.query_model,
+            "model_version": self.model_version,
+            "project": self.folder_id,
+            "iam_token": self.iam_token,
+            "data_logging": self.data_logging,
+        }
