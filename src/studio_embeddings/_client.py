@@ -861,9 +861,13 @@ class EmbeddingsClient:
         )
         try:
             body = retrying(attempt_once)
+            self._store(state, batch, body, attempts)
         except (TransientError, ProviderError) as e:
+            state.failed.set()  # the other requests of this call stop before their next attempt
             raise self._final(e, attempts, state) from e.__cause__
-        self._store(state, batch, body, attempts)
+        except BaseException:
+            state.failed.set()
+            raise
 
     def embed_with_result(
         self,
@@ -929,11 +933,16 @@ class EmbeddingsClient:
             deadline=state.deadline_at, before_sleep=self._before_sleep
         )
         async with gate:
+            # The failure flag is set before the gate opens for the next request.
             try:
                 body: bytes = await retrying(attempt_once)
+                self._store(state, batch, body, attempts)
             except (TransientError, ProviderError) as e:
+                state.failed.set()
                 raise self._final(e, attempts, state) from e.__cause__
-        self._store(state, batch, body, attempts)
+            except BaseException:
+                state.failed.set()
+                raise
 
     async def aembed_with_result(
         self,

@@ -140,7 +140,8 @@ async def test_one_failed_request_fails_the_whole_async_call(emulator: Any) -> N
 
 def test_failure_stops_the_remaining_requests(emulator: Any) -> None:
     emulator.configure(latency_ms=20)
-    emulator.script("nebius", [401])
+    # Every request would be refused; fail-fast means only the first few are ever sent.
+    emulator.script("nebius", [401] * 60)
     client = core(emulator, "nebius", batch_size=1, max_concurrency=2)
     with pytest.raises(Exception, match="401"):
         client.embed(corpus(60))
