@@ -26,7 +26,7 @@ import time
 import weakref
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, cast
 from urllib.parse import urlsplit
@@ -117,18 +117,27 @@ class _Credential:
     def refreshable(self) -> bool:
         return self._source is not None
 
+    @property
+    def needs_fetch(self) -> bool:
+        """True when :meth:`header` would call the token callable (which may do I/O)."""
+        if self._source is None:
+            return False
+        return self._secret is None or time.monotonic() - self._fetched_at > TOKEN_REFRESH_SECONDS
+
     def header(self) -> str:
         if self._source is not None:
             with self._lock:
-                stale = time.monotonic() - self._fetched_at > TOKEN_REFRESH_SECONDS
-                if self._secret is None or stale:
+                if self.needs_fetch:
                     self._fetch()
         assert self._secret is not None
         return f"{self.scheme} {self._secret.get_secret_value()}"
 
-    def refresh(self) -> None:
+    def refresh(self, rejected: str | None = None) -> None:
+        """Fetch a new token, unless another request already replaced the ``rejected`` one."""
         with self._lock:
-            self._fetch()
+            current = f"{self.scheme} {self._secret.get_secret_value()}" if self._secret else None
+            if rejected is None or rejected == current:
+                self._fetch()
 
     def _fetch(self) -> None:
         assert self._source is not None
@@ -441,10 +450,10 @@ class EmbeddingsClient:
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._sync_client: openai.OpenAI | None = None
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, openai.AsyncOpenAI
-        ]
-        self._async_clients = weakref.WeakKeyDictionary()
+        # One async client per event loop: an httpx pool is bound to the loop it was used on.
+        self._async_clients: dict[
+            int, tuple[weakref.ref[asyncio.AbstractEventLoop], openai.AsyncOpenAI]
+        ] = {}
         headroom = self.provider.pacing_headroom
         self.pacer = Pacer(
             requests_per_second=(self.requests_per_second or 0) * headroom or None,
@@ -541,13 +550,19 @@ class EmbeddingsClient:
         """The async openai client of the running event loop (one per loop, cached)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._async_clients.get(loop)
-            if client is None:
-                kwargs = self._client_kwargs()
-                if self.http_async_client is not None:
-                    kwargs["http_client"] = self.http_async_client
-                client = openai.AsyncOpenAI(**kwargs)
-                self._async_clients[loop] = client
+            for key, (ref, _) in list(self._async_clients.items()):
+                old = ref()
+                if old is None or old.is_closed():
+                    # Its loop is gone (asyncio.run() returned): let the pool be collected.
+                    del self._async_clients[key]
+            entry = self._async_clients.get(id(loop))
+            if entry is not None and entry[0]() is loop:
+                return entry[1]
+            kwargs = self._client_kwargs()
+            if self.http_async_client is not None:
+                kwargs["http_client"] = self.http_async_client
+            client = openai.AsyncOpenAI(**kwargs)
+            self._async_clients[id(loop)] = (weakref.ref(loop), client)
         return client
 
     def close(self) -> None:
@@ -593,13 +608,15 @@ class EmbeddingsClient:
             for i in range(0, len(texts), size)
         ]
 
-    def _request_kwargs(self, batch: _Batch, model: str, timeout: float) -> dict[str, Any]:
+    def _request_kwargs(
+        self, batch: _Batch, model: str, timeout: float, authorization: str | None = None
+    ) -> dict[str, Any]:
         single = self.provider.max_inputs_per_request == 1
         kwargs: dict[str, Any] = {
             "input": batch.texts[0] if single else batch.texts,
             "model": model,
             "encoding_format": self.encoding_format,
-            "extra_headers": {"Authorization": self._credential.header()},
+            "extra_headers": {"Authorization": authorization or self._credential.header()},
             "timeout": timeout,
         }
         if self.dimensions is not None:
@@ -811,34 +828,29 @@ class EmbeddingsClient:
             # Back off as one client: every worker waits, not just the one that got the 429.
             self.pacer.pause(retry_state.upcoming_sleep)
 
-    def _on_error(
-        self,
-        error: openai.OpenAIError,
-        state: _CallState,
-        refreshed: list[bool],
-        timeout: float | None = None,
-    ) -> bool:
-        """Map ``error``; True means: the token was refreshed, send again at once."""
-        mapped = self._classify(error, state.model, timeout)
-        if (
-            isinstance(mapped, AuthenticationError)
-            and self._credential.refreshable
-            and not refreshed
-        ):
-            refreshed.append(True)
-            return True
-        raise mapped from error
+    def _wants_refresh(self, error: openai.OpenAIError) -> bool:
+        """A 401 with a token from a callable: fetch a new token and send again, once."""
+        return (
+            self._credential.refreshable
+            and isinstance(error, openai.APIStatusError)
+            and error.status_code == 401
+        )
 
     def _check_live(self, state: _CallState) -> float:
         if state.failed.is_set():
             raise _Cancelled
         return self._remaining(state)
 
+    @staticmethod
+    def _first_error(futures: Sequence[Future[None]]) -> BaseException | None:
+        errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
+        real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
+        return real[0] if real else next((e for e in errors if e is not None), None)
+
     # ------------------------------------------------------------- sync path
 
     def _send_sync(self, state: _CallState, batch: _Batch) -> None:
         attempts = 0
-        refreshed: list[bool] = []
 
         def attempt_once() -> bytes:
             nonlocal attempts
@@ -846,18 +858,25 @@ class EmbeddingsClient:
             self._check_live(state)
             # Build everything first, so that the paced moment is the moment of sending.
             embeddings = self.sync_client().embeddings.with_raw_response
-            self.pacer.wait(batch.tokens)
-            kwargs = self._request_kwargs(batch, state.model, self._check_live(state))
-            try:
-                return embeddings.create(**kwargs).content
-            except openai.OpenAIError as e:
-                if self._on_error(e, state, refreshed, kwargs["timeout"]):
-                    self._credential.refresh()
-                    return attempt_once()
-                raise  # pragma: no cover - _on_error raises
+            for resend in (False, True):
+                if self.pacer.wait(batch.tokens, interrupt=state.failed):
+                    raise _Cancelled
+                kwargs = self._request_kwargs(batch, state.model, self._check_live(state))
+                try:
+                    return embeddings.create(**kwargs).content
+                except openai.OpenAIError as e:
+                    if not resend and self._wants_refresh(e):
+                        # Not an attempt of its own: the same attempt with a fresh token.
+                        self._credential.refresh(kwargs["extra_headers"]["Authorization"])
+                        continue
+                    raise self._classify(e, state.model, kwargs["timeout"]) from e
+            raise AssertionError  # pragma: no cover - the loop returns or raises
 
         retrying = self.retry_policy.retrying(
-            deadline=state.deadline_at, before_sleep=self._before_sleep
+            deadline=state.deadline_at,
+            before_sleep=self._before_sleep,
+            # A failure elsewhere in the call wakes a worker from its backoff at once.
+            sleep=None if self.retry_policy.sleep else state.failed.wait,
         )
         try:
             body = retrying(attempt_once)
@@ -892,11 +911,13 @@ class EmbeddingsClient:
                 try:
                     futures = [pool.submit(self._send_sync, state, b) for b in batches]
                     wait(futures, return_when=FIRST_EXCEPTION)
-                    for f in futures:
-                        if f.done() and not f.cancelled() and f.exception() is not None:
-                            # Stop the rest early: nothing is returned half-filled.
-                            state.failed.set()
-                            raise cast(BaseException, f.exception())
+                    error = self._first_error(futures)
+                    if error is not None:
+                        raise error  # noqa: TRY301 - re-raised with the flag set below
+                except BaseException:
+                    # A failed request or Ctrl-C: the others stop, nothing is half-filled.
+                    state.failed.set()
+                    raise
                 finally:
                     pool.shutdown(wait=True, cancel_futures=True)
         finally:
@@ -910,24 +931,34 @@ class EmbeddingsClient:
 
     # ------------------------------------------------------------ async path
 
+    async def _authorization(self) -> str:
+        if self._credential.needs_fetch:
+            # The token callable may do I/O: never on the event loop.
+            return await asyncio.to_thread(self._credential.header)
+        return self._credential.header()
+
     async def _send_async(self, state: _CallState, batch: _Batch, gate: asyncio.Semaphore) -> None:
         attempts = 0
-        refreshed: list[bool] = []
 
         async def attempt_once() -> bytes:
             nonlocal attempts
             attempts += 1
             self._check_live(state)
             embeddings = self.async_client().embeddings.with_raw_response
-            await self.pacer.await_turn(batch.tokens)
-            kwargs = self._request_kwargs(batch, state.model, self._check_live(state))
-            try:
-                return (await embeddings.create(**kwargs)).content
-            except openai.OpenAIError as e:
-                if self._on_error(e, state, refreshed, kwargs["timeout"]):
-                    await asyncio.to_thread(self._credential.refresh)
-                    return await attempt_once()
-                raise  # pragma: no cover - _on_error raises
+            for resend in (False, True):
+                await self.pacer.await_turn(batch.tokens)
+                authorization = await self._authorization()
+                kwargs = self._request_kwargs(
+                    batch, state.model, self._check_live(state), authorization
+                )
+                try:
+                    return (await embeddings.create(**kwargs)).content
+                except openai.OpenAIError as e:
+                    if not resend and self._wants_refresh(e):
+                        await asyncio.to_thread(self._credential.refresh, authorization)
+                        continue
+                    raise self._classify(e, state.model, kwargs["timeout"]) from e
+            raise AssertionError  # pragma: no cover - the loop returns or raises
 
         retrying = self.retry_policy.async_retrying(
             deadline=state.deadline_at, before_sleep=self._before_sleep
@@ -956,9 +987,6 @@ class EmbeddingsClient:
         state = self._new_state(len(prepared), self.model_for(kind), show_progress_bar)
         if not prepared:
             return self._result(state)
-        if self._credential.refreshable:
-            # The first token fetch may do I/O: keep it off the event loop.
-            await asyncio.to_thread(self._credential.header)
         gate = asyncio.Semaphore(self.max_concurrency)
         tasks = [
             asyncio.ensure_future(self._send_async(state, b, gate)) for b in self._batches(prepared)
@@ -1034,7 +1062,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         return float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # unparseable: fall back to the policy's backoff
+    if parsed is None:  # pragma: no cover - Python < 3.10 returned None
+        return None
+    return max(0.0, parsed.timestamp() - time.time())

@@ -111,11 +111,18 @@ class Pacer:
             for rate in self._requests:
                 rate.push_back(until)
 
-    def wait(self, tokens: int = 0) -> None:
-        """Block the calling thread until a request may be sent."""
+    def wait(self, tokens: int = 0, *, interrupt: threading.Event | None = None) -> bool:
+        """Block the calling thread until a request may be sent.
+
+        Returns True when ``interrupt`` was set during the wait (the caller should give up).
+        """
         delay = self.reserve(tokens)
-        if delay > 0:
+        if delay <= 0:
+            return False
+        if interrupt is None:
             time.sleep(delay)
+            return False
+        return interrupt.wait(delay)
 
     async def await_turn(self, tokens: int = 0) -> None:
         """Suspend the calling task until a request may be sent (never blocks the loop)."""

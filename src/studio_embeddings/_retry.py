@@ -102,11 +102,17 @@ class RetryPolicy:
         *,
         deadline: float | None = None,
         before_sleep: Callable[[RetryCallState], None] | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> Retrying:
-        """A tenacity ``Retrying`` for one request (sync path)."""
+        """A tenacity ``Retrying`` for one request (sync path).
+
+        ``sleep`` is the caller's default (e.g. an interruptible wait); the policy's own
+        ``sleep`` (a test's recorder) wins over it.
+        """
         kwargs = self._tenacity_kwargs(deadline, before_sleep)
-        if self.sleep is not None:
-            kwargs["sleep"] = self.sleep
+        chosen = self.sleep or sleep
+        if chosen is not None:
+            kwargs["sleep"] = chosen
         return Retrying(**kwargs)
 
     def async_retrying(

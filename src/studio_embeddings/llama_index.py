@@ -42,7 +42,13 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, model_validator
+from llama_index.core.bridge.pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    model_validator,
+)
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.events.embedding import (
@@ -131,6 +137,15 @@ class _StudioEmbedding(BaseEmbedding):
     )
 
     _client: EmbeddingsClient | None = PrivateAttr(default=None)
+    _building: bool = PrivateAttr(default=False)
+
+    model_config = ConfigDict(
+        # A misspelt setting (dimension=256) is an error, not silently ignored.
+        extra="forbid",
+        # Errors would otherwise echo every constructor argument, keys included.
+        hide_input_in_errors=True,
+        protected_namespaces=(),
+    )
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -170,9 +185,36 @@ class _StudioEmbedding(BaseEmbedding):
         self.requests_per_minute = client.requests_per_minute
         self.tokens_per_minute = client.tokens_per_minute
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        building = (self.__pydantic_private__ or {}).get("_building", False)
+        if building or name not in type(self).model_fields or name == "callback_manager":
+            # While building, fields only receive the resolved values of that build.
+            super().__setattr__(name, value)
+            return
+        # A changed setting gets a new core client at once; a refused one is undone.
+        old = dict(self.__dict__)
+        super().__setattr__(name, value)
+        try:
+            self._client = self._build_client()
+        except ValueError:
+            self.__dict__.clear()
+            self.__dict__.update(old)
+            raise
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> Any:
+        """A copy; with ``update``, the new settings are checked and get their own core client."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._client = copy._build_client()
+        return copy
+
     def _build_client(self) -> EmbeddingsClient:
         client = EmbeddingsClient(self._provider, **self._core_kwargs())
-        self._sync_fields(client)
+        self._building = True
+        try:
+            self._sync_fields(client)
+        finally:
+            self._building = False
         return client
 
     @property
@@ -249,7 +291,7 @@ class _StudioEmbedding(BaseEmbedding):
         ) as event:
             vectors, result = self._embed_cached(texts, kind, show_progress)
             event.on_end(payload=_end_payload(texts, vectors, result))
-        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=vectors))
+        dispatcher.event(_end_event(texts, vectors))
         return vectors
 
     async def _aembed(
@@ -264,7 +306,7 @@ class _StudioEmbedding(BaseEmbedding):
         ) as event:
             vectors, result = await self._aembed_cached(texts, kind, show_progress)
             event.on_end(payload=_end_payload(texts, vectors, result))
-        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=vectors))
+        dispatcher.event(_end_event(texts, vectors))
         return vectors
 
     def _request_tokens(self, texts: list[str]) -> list[int]:
@@ -323,6 +365,12 @@ class _StudioEmbedding(BaseEmbedding):
                 if cache is not None:
                     await cache.aput(key=texts[i], val={"vector": vec}, collection=collection)
         return _filled(out), result
+
+
+def _end_event(texts: list[str], vectors: list[Embedding]) -> EmbeddingEndEvent:
+    # model_construct: validating would check and copy every float (0.2 s per 2,000 4096-dim
+    # vectors, and a second copy of them in memory); these lists come from the core, checked.
+    return EmbeddingEndEvent.model_construct(chunks=texts, embeddings=vectors)
 
 
 def _as_list(texts: Any) -> list[str]:

@@ -285,3 +285,68 @@ def test_empty_input_sends_nothing(emulator: Any) -> None:
     assert nebius(emulator).embed([]) == []
     assert yandex(emulator).embed([], kind="query") == []
     assert emulator.requests == []
+
+
+def test_token_refresh_is_not_an_attempt_of_its_own(emulator: Any) -> None:
+    tokens = iter(["t1.first", "t1.second", "t1.third"])
+    client = yandex(
+        emulator,
+        api_key=None,
+        iam_token=lambda: next(tokens),
+        retry_policy=RetryPolicy(max_retries=1, initial_wait=0.001),
+    )
+    emulator.script("yandex", [401, 503, 503])
+    with pytest.raises(ServerError) as info:
+        client.embed(["x"])
+    # attempt 1: 401, fresh token, 503; attempt 2: 503; then max_retries=1 is spent.
+    assert info.value.attempts == 2
+    assert len(emulator.requests) == 3
+
+
+def test_one_expired_token_is_fetched_again_once_for_all_workers(emulator: Any) -> None:
+    emulator.configure(latency_ms=50, yandex_rps=None)
+    issued: list[str] = []
+
+    def token() -> str:
+        issued.append(f"t1.token-{len(issued) + 1}")
+        return issued[-1]
+
+    client = yandex(
+        emulator, api_key=None, iam_token=token, requests_per_second=0, max_concurrency=3
+    )
+    emulator.script("yandex", [401, 401, 401])
+    assert len(client.embed(texts(3))) == 3
+    assert issued == ["t1.token-1", "t1.token-2"]
+
+
+def test_failure_wakes_workers_from_their_backoff(emulator: Any) -> None:
+    emulator.configure(latency_ms=30)
+    emulator.script("nebius", [(429, {"retry-after": "4"}), 400])
+    client = nebius(emulator, batch_size=1, max_concurrency=2, retry_policy=RetryPolicy())
+    started = time.monotonic()
+    with pytest.raises(BadRequestError):
+        client.embed(texts(6))
+    assert time.monotonic() - started < 2.0
+
+
+async def test_async_failure_cancels_workers_in_backoff(emulator: Any) -> None:
+    emulator.configure(latency_ms=30)
+    emulator.script("nebius", [(429, {"retry-after": "4"}), 400])
+    client = nebius(emulator, batch_size=1, max_concurrency=2, retry_policy=RetryPolicy())
+    started = time.monotonic()
+    with pytest.raises(BadRequestError):
+        await client.aembed(texts(6))
+    assert time.monotonic() - started < 2.0
+
+
+def test_unparseable_retry_after_falls_back_to_backoff(emulator: Any) -> None:
+    emulator.script("nebius", [(503, {"retry-after": "soon"})])
+    assert nebius(emulator).embed(["x"]) == [embed_text("nebius", QWEN, "x")]
+    assert len(emulator.requests) == 2
+
+
+def test_async_clients_of_finished_loops_are_dropped(emulator: Any) -> None:
+    client = nebius(emulator)
+    for _ in range(4):
+        asyncio.run(client.aembed(["x"]))
+    assert len(client._async_clients) == 1

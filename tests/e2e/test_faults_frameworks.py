@@ -16,7 +16,8 @@ from studio_embeddings.emulator import Faults, embed_text
 FAULTS = Faults(
     p503=0.15, p429=0.05, p429_retry_after=0.05, p500=0.05, p_drop=0.05, retry_after_s=0.01, seed=11
 )
-FAST = RetryPolicy(max_retries=8, initial_wait=0.002, max_wait=0.02)
+# 35% of answers fail: 16 attempts make a request that never succeeds a 1-in-10^7 event.
+FAST = RetryPolicy(max_retries=15, initial_wait=0.002, max_wait=0.02)
 FOLDER = "b1gframeworkfaults"
 WIRE_MODEL = {
     "nebius": "Qwen/Qwen3-Embedding-8B",
@@ -30,7 +31,7 @@ def build(framework: str, provider: str, emu: Any) -> Any:
         "base_url": emu.base_url(provider),
         "max_concurrency": 8,
         "retry_policy": FAST,
-        "max_retries": 8,
+        "max_retries": 15,
     }
     if provider == "yandex":
         common.update(folder_id=FOLDER, requests_per_second=0)

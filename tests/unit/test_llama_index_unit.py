@@ -364,3 +364,31 @@ def test_an_unpicklable_token_callable_fails_loudly() -> None:
     with pytest.raises(pickle.PicklingError, match="module-level function"):
         pickle.dumps(e)
     assert e.client._credential.header() == f"Bearer {TOKEN}"  # the original still works
+
+
+def test_assigning_a_field_rebuilds_the_core_client() -> None:
+    from studio_embeddings.llama_index import NebiusEmbedding
+
+    embed = NebiusEmbedding(api_key="k")
+    embed.dimensions = 256
+    assert embed.client.dimensions == 256
+    embed.embed_batch_size = 3
+    assert embed.client.batch_size == 3
+    with pytest.raises(ValueError, match="between 32 and 4096"):
+        embed.dimensions = 5
+    assert embed.dimensions == 256
+    assert embed.client.dimensions == 256
+    copy = embed.model_copy(update={"dimensions": 128})
+    assert copy.client.dimensions == 128
+    assert embed.client.dimensions == 256
+
+
+def test_misspelt_settings_and_errors_do_not_echo_the_key() -> None:
+    from studio_embeddings.llama_index import NebiusEmbedding, YandexEmbedding
+
+    with pytest.raises(ValueError, match="dimension") as info:
+        NebiusEmbedding(api_key="SECRETKEY123", dimension=256)
+    assert "SECRETKEY123" not in str(info.value)
+    with pytest.raises(ValueError, match="disagree") as info:
+        YandexEmbedding(api_key="SECRETKEY123", folder_id="b1g", model_name="a", doc_model="b")
+    assert "SECRETKEY123" not in str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -83,18 +84,18 @@ def test_threads_share_one_pace() -> None:
 
 
 async def test_async_turns_do_not_block_the_loop() -> None:
-    pacer = Pacer(requests_per_second=20)
-    ticks = 0
+    pacer = Pacer(requests_per_second=10)
+    stamps: list[float] = []
 
     async def ticker() -> None:
-        nonlocal ticks
-        for _ in range(10):
-            ticks += 1
+        for _ in range(30):
+            stamps.append(time.monotonic())
             await asyncio.sleep(0.01)
 
     async def consumer() -> None:
-        for _ in range(4):
+        for _ in range(4):  # 0.3 s of pacing waits
             await pacer.await_turn()
 
     await asyncio.gather(ticker(), consumer())
-    assert ticks == 10
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert max(gaps) < 0.08  # a blocking sleep would stall the ticker for 0.1 s
