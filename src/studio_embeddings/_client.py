@@ -678,6 +678,7 @@ class EmbeddingsClient:
                 )
                 raise ResponseError(msg, provider=self.provider.name)
             vectors[index] = _decode(item.get("embedding"), self.provider.display_name)
+        self.pacer.accepted()
         usage = payload.get("usage") or {}
         tokens = usage.get("total_tokens") or usage.get("prompt_tokens") or 0
         with state.lock:
@@ -763,9 +764,25 @@ class EmbeddingsClient:
                         f"will not help. {text}",
                         **kwargs,
                     )
+                headers = error.response.headers
+                retry_after = _retry_after(headers)
+                if retry_after is None and any(
+                    headers.get(name, "").strip() == "0" for name in p.quota_remaining_headers
+                ):
+                    # The minute's budget is spent and the server says no more: learn it.
+                    before = self.pacer.learned_per_minute
+                    pause = self.pacer.learn_limit(p.pacing_headroom)
+                    if self.pacer.learned_per_minute != before:
+                        logger.warning(
+                            "%s: per-minute quota reached; pacing to about %.0f requests/min "
+                            "(pause %.1f s). Set requests_per_minute= to avoid this.",
+                            p.display_name,
+                            self.pacer.learned_per_minute or 0,
+                            pause,
+                        )
                 return TransientError(
                     RateLimitError(f"{head} (rate limited). {text}", **kwargs),
-                    retry_after=_retry_after(error.response.headers),
+                    retry_after=retry_after,
                 )
             if status in RETRYABLE_STATUSES:
                 return TransientError(

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from studio_embeddings.providers import credential_help
+
 if TYPE_CHECKING:
     from studio_embeddings._client import EmbeddingsClient
 
@@ -134,21 +136,6 @@ class _Done:
 # ------------------------------------------------------------------------------ parser
 
 
-def _credential_help() -> str:
-    from studio_embeddings.providers import PROVIDERS
-
-    rows = []
-    for name, p in sorted(PROVIDERS.items()):
-        keys = " or ".join(p.api_key_envs + ((p.token_env,) if p.token_env else ()))
-        needed = [keys] + ([p.project_env] if p.project_required and p.project_env else [])
-        optional = [e for e in (None if p.project_required else p.project_env, p.base_url_env) if e]
-        rows.append(
-            f"  {name:<7} {', '.join(needed)}"
-            + (f"; optional {', '.join(optional)}" if optional else "")
-        )
-    return "\n".join(rows)
-
-
 def add_parser(sub: Any) -> None:
     """Register the ``embed`` subcommand on the ``studio-embeddings`` subparsers ``sub``."""
     from studio_embeddings.providers import PROVIDERS
@@ -156,83 +143,120 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "embed",
         help="embed a JSONL or text file into JSONL (resumable)",
-        description="Embeds every line of INPUT and writes {\"id\", \"embedding\"} JSON lines "
+        description='Embeds every line of INPUT and writes {"id", "embedding"} JSON lines '
         "to OUTPUT in input order, in flushed chunks. The input is validated before anything "
         "is sent; rerunning the same command resumes an interrupted run.",
-        epilog=_EPILOG.replace("{credentials}", _credential_help()),
+        epilog=_EPILOG.replace("{credentials}", credential_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="INPUT", type=Path, help="JSONL or text file to embed")
     p.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="OUTPUT",
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUTPUT",
         help="JSONL file to write; if it exists, the run resumes after the records it holds",
     )
     p.add_argument(
-        "--provider", choices=sorted(PROVIDERS), default="nebius",
+        "--provider",
+        choices=sorted(PROVIDERS),
+        default="nebius",
         help="embeddings service (default: %(default)s)",
     )
     p.add_argument(
-        "--format", choices=["jsonl", "text"], default=None,
+        "--format",
+        choices=["jsonl", "text"],
+        default=None,
         help="input format (default: jsonl for .jsonl/.ndjson/.json names, text otherwise)",
     )
     p.add_argument(
-        "--text-field", default="text", metavar="NAME",
+        "--text-field",
+        default="text",
+        metavar="NAME",
         help="JSONL field holding the text (default: %(default)s)",
     )
     p.add_argument(
-        "--id-field", default="id", metavar="NAME",
+        "--id-field",
+        default="id",
+        metavar="NAME",
         help="JSONL field holding the id, a string or integer; "
         "the 1-based line number when absent (default: %(default)s)",
     )
     p.add_argument(
-        "--skip-invalid", action="store_true",
+        "--skip-invalid",
+        action="store_true",
         help="skip and count invalid lines instead of stopping before anything is sent",
     )
     p.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="start over: discard what OUTPUT holds instead of resuming",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--emulator", action="store_true",
+        "--emulator",
+        action="store_true",
         help="embed with an in-process offline emulator (no key needed, stand-in vectors)",
     )
     where.add_argument(
-        "--base-url", default=None, metavar="URL",
+        "--base-url",
+        default=None,
+        metavar="URL",
         help="service root ending in /v1, e.g. a 'studio-embeddings serve' emulator "
         "(default: $NEBIUS_API_BASE / $YC_API_BASE, else the provider's)",
     )
     p.add_argument(
-        "--project", default=None, metavar="ID",
+        "--project",
+        default=None,
+        metavar="ID",
         help="Nebius project id / Yandex folder id (default: $NEBIUS_PROJECT_ID / $YC_FOLDER_ID)",
     )
     p.add_argument(
-        "--model", default=None,
+        "--model",
+        default=None,
         help="model name or URI (default: the provider's document model, or its query model "
         "with --kind query)",
     )
     p.add_argument(
-        "--kind", choices=["document", "query"], default="document",
+        "--kind",
+        choices=["document", "query"],
+        default="document",
         help="embed the texts as documents or as search queries (default: %(default)s)",
     )
     p.add_argument(
-        "--dimensions", type=int, default=None, metavar="N",
+        "--dimensions",
+        type=int,
+        default=None,
+        metavar="N",
         help="output vector length, for models that support it",
     )
     p.add_argument(
-        "--batch-size", type=int, default=None, metavar="N",
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
         help="texts per request (default: the provider's; Yandex takes 1)",
     )
     p.add_argument(
-        "--max-concurrency", type=int, default=None, metavar="N",
+        "--max-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
         help="requests in flight at once (default: the provider's)",
     )
     p.add_argument(
-        "--requests-per-second", type=float, default=None, metavar="R",
+        "--requests-per-second",
+        type=float,
+        default=None,
+        metavar="R",
         help="client-side pace; 0 for none (default: the provider's quota, Yandex 10)",
     )
     p.add_argument(
-        "--chunk-size", type=int, default=None, metavar="N",
+        "--chunk-size",
+        type=int,
+        default=None,
+        metavar="N",
         help="texts embedded and appended to OUTPUT per step "
         f"(default: 2 x batch size x concurrency, at most {MAX_DEFAULT_CHUNK})",
     )
@@ -285,8 +309,15 @@ def _jsonl_record(line: str, number: int, text_field: str, id_field: str) -> Rec
 
 
 def _json_type(value: object) -> str:
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
-             list: "an array", dict: "an object", str: "a string"}
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "an array",
+        dict: "an object",
+        str: "a string",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -391,8 +422,10 @@ def read_done(path: Path) -> _Done:
 
 
 def _line(ident: str | int, vector: list[float]) -> str:
-    return json.dumps({"id": ident, "embedding": vector}, ensure_ascii=False,
-                      separators=(",", ":")) + "\n"
+    return (
+        json.dumps({"id": ident, "embedding": vector}, ensure_ascii=False, separators=(",", ":"))
+        + "\n"
+    )
 
 
 def _check_vectors(vectors: list[list[float]], dims: int | None) -> int:
@@ -574,8 +607,15 @@ class _Writer:
             f"into {args.output}."
         )
         chunk_size = args.chunk_size or _default_chunk(self.client)
-        self.bar = tqdm(total=self.total, initial=skipped, unit="text", desc="Embedding",
-                        disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.total,
+            initial=skipped,
+            unit="text",
+            desc="Embedding",
+            disable=args.no_progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
         try:
             chunk: list[Record] = []
             for record in self._pending(fmt):

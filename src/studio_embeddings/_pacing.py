@@ -16,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 __all__ = ["Pacer", "Rate"]
+
+#: The window of a per-minute quota, over which a spent budget is learned.
+_LEARN_WINDOW = 60.0
 
 
 class Rate:
@@ -31,6 +35,7 @@ class Rate:
         self.interval = period / amount  # seconds per unit
         self.burst = max(1.0, burst if burst is not None else 1.0)
         self._next = 0.0  # the theoretical arrival time of the next unit (GCRA's TAT)
+        self.learned = False  # set by Pacer.learn_limit(), not by the user
 
     def reserve(self, now: float, cost: float = 1.0) -> float:
         """Take ``cost`` units; return how long the caller must wait first."""
@@ -82,6 +87,8 @@ class Pacer:
         )
         self._paused_until = 0.0
         self.pauses = 0
+        self._accepted: deque[float] = deque()  # requests the server took in the last minute
+        self.learned_per_minute: float | None = None
 
     @property
     def limited(self) -> bool:
@@ -110,6 +117,40 @@ class Pacer:
                 self.pauses += 1
             for rate in self._requests:
                 rate.push_back(until)
+
+    def accepted(self) -> None:
+        """Note a request the server accepted (for :meth:`learn_limit`)."""
+        with self._lock:
+            now = self._clock()
+            self._accepted.append(now)
+            while self._accepted and self._accepted[0] <= now - _LEARN_WINDOW:
+                self._accepted.popleft()
+
+    def learn_limit(self, headroom: float = 1.0) -> float:
+        """The server said its per-minute budget is spent (a 429 with nothing remaining).
+
+        Takes the requests accepted in the last minute as the budget, paces every later request to
+        it, and holds them all until the oldest of those requests leaves the server's window.
+        Returns the pause in seconds. This is what makes an unconfigured client finish a job
+        larger than its quota instead of exhausting its retries against it.
+        """
+        with self._lock:
+            now = self._clock()
+            recent = [t for t in self._accepted if t > now - _LEARN_WINDOW]
+            budget = len(recent) * headroom
+            # Too little history (the quota is shared, or spent before we started) teaches
+            # nothing: just hold everyone for a moment and let the retry policy go on.
+            if len(recent) >= 2 and (
+                self.learned_per_minute is None or budget < self.learned_per_minute
+            ):
+                self.learned_per_minute = budget
+                self._requests = [r for r in self._requests if not r.learned]
+                rate = Rate(budget, _LEARN_WINDOW)
+                rate.learned = True
+                self._requests.append(rate)
+            pause = (min(recent) + _LEARN_WINDOW - now) if recent else 1.0
+        self.pause(pause)
+        return pause
 
     def wait(self, tokens: int = 0, *, interrupt: threading.Event | None = None) -> bool:
         """Block the calling thread until a request may be sent.

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from studio_embeddings.providers import credential_help
+
 __all__ = ["main"]
 
 CORPUS = [
@@ -116,9 +118,9 @@ def demo(args: argparse.Namespace) -> int:
         if emu is not None:
             missing = [p for p in providers if not real[p]]
             print(
-                f"No provider credentials for {', '.join(missing)} "
-                "(NEBIUS_API_KEY; YC_API_KEY or YC_IAM_TOKEN with YC_FOLDER_ID):\n"
-                f"using the offline emulator at {emu.url}. Its vectors are deterministic "
+                f"No provider credentials for {', '.join(missing)}; a real run needs:\n"
+                f"{credential_help()}\n"
+                f"Using the offline emulator at {emu.url}. Its vectors are deterministic "
                 "stand-ins (feature hashing), not the real models.\n"
             )
         for provider in providers:
@@ -158,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser(
         "demo",
         help="embed a small corpus and answer questions by similarity",
-        description="Embeds a small corpus with LangChain and LlamaIndex and retrieves answers. "
-        "Uses the real provider when NEBIUS_API_KEY (Nebius) or YC_API_KEY/YC_IAM_TOKEN with "
-        "YC_FOLDER_ID (Yandex) is set, else the offline emulator.",
+        description="Embeds a small corpus with LangChain and LlamaIndex and retrieves answers, "
+        "on the real provider when its variables are set, else on the offline emulator:\n"
+        + credential_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p_demo.add_argument("--provider", choices=["all", "nebius", "yandex"], default="all")
     p_demo.add_argument(

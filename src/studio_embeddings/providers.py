@@ -41,6 +41,7 @@ __all__ = [
     "AuthScheme",
     "EncodingFormat",
     "Provider",
+    "credential_help",
     "get_provider",
 ]
 
@@ -94,6 +95,9 @@ class Provider:
         default_query_task: task text put into a query template by default.
         service_tiers: accepted ``service_tier`` values, empty if unsupported.
         data_logging_header: header that switches request logging off, or None.
+        quota_remaining_headers: response headers that count what is left of a per-minute
+            quota; a 429 with one of them at 0 and no ``Retry-After`` makes the client learn
+            the quota and pace itself to it.
         quota_exhausted_markers: lower-case fragments of a 429 body that mean an exhausted
             quota or billing problem (not retried), as opposed to a rate limit.
         docs_url: where to read more.
@@ -134,6 +138,7 @@ class Provider:
     default_query_task: str = DEFAULT_RETRIEVAL_TASK
     service_tiers: tuple[str, ...] = ()
     data_logging_header: str | None = None
+    quota_remaining_headers: tuple[str, ...] = ()
     quota_exhausted_markers: tuple[str, ...] = (
         "insufficient_quota",
         "quota exhausted",
@@ -234,6 +239,7 @@ NEBIUS = Provider(
         }
     ),
     service_tiers=("auto", "default", "flex"),
+    quota_remaining_headers=("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"),
     docs_url="https://docs.tokenfactory.nebius.com/api-reference/embeddings",
 )
 
@@ -278,3 +284,17 @@ def get_provider(name: str | Provider) -> Provider:
     except KeyError:
         msg = f"Unknown provider {name!r}: use one of {sorted(PROVIDERS)} or pass a Provider."
         raise ValueError(msg) from None
+
+
+def credential_help(providers: Mapping[str, Provider] = PROVIDERS) -> str:
+    """One line per provider: the variables it needs, then the optional ones (for help texts)."""
+    rows = []
+    for name, p in sorted(providers.items()):
+        keys = " or ".join(p.api_key_envs + ((p.token_env,) if p.token_env else ()))
+        needed = [keys] + ([p.project_env] if p.project_required and p.project_env else [])
+        optional = [e for e in (None if p.project_required else p.project_env, p.base_url_env) if e]
+        rows.append(
+            f"  {name:<7} {', '.join(needed)}"
+            + (f"; optional {', '.join(optional)}" if optional else "")
+        )
+    return "\n".join(rows)

@@ -99,3 +99,26 @@ async def test_async_turns_do_not_block_the_loop() -> None:
     await asyncio.gather(ticker(), consumer())
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert max(gaps) < 0.08  # a blocking sleep would stall the ticker for 0.1 s
+
+
+def test_learn_limit_paces_to_what_the_server_accepted() -> None:
+    clock = [100.0]
+    pacer = Pacer(clock=lambda: clock[0])
+    for i in range(30):  # 30 requests accepted within the last 3 seconds
+        clock[0] = 100.0 + i * 0.1
+        pacer.accepted()
+    clock[0] = 103.0
+    pause = pacer.learn_limit(headroom=1.0)
+    assert pacer.learned_per_minute == 30
+    assert pause == pytest.approx(57.0)  # until the oldest accepted request leaves the window
+    assert pacer.reserve() == pytest.approx(57.0)
+    assert pacer.reserve() == pytest.approx(59.0)  # then one every 60/30 s
+    # A second 429 of the same burst learns nothing lower and does not stack pauses.
+    pacer.learn_limit(headroom=1.0)
+    assert pacer.learned_per_minute == 30
+
+
+def test_learn_limit_without_history_pauses_briefly() -> None:
+    pacer = Pacer(clock=lambda: 0.0)
+    assert pacer.learn_limit() == 1.0
+    assert pacer.learned_per_minute is None
