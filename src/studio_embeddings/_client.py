@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, cast
@@ -452,7 +452,12 @@ class EmbeddingsClient:
         self._sync_client: openai.OpenAI | None = None
         # One async client per event loop: an httpx pool is bound to the loop it was used on.
         self._async_clients: dict[
-            int, tuple[weakref.ref[asyncio.AbstractEventLoop], openai.AsyncOpenAI]
+            int,
+            tuple[
+                weakref.ref[asyncio.AbstractEventLoop],
+                openai.AsyncOpenAI,
+                AsyncGenerator[None, None] | None,
+            ],
         ] = {}
         headroom = self.provider.pacing_headroom
         self.pacer = Pacer(
@@ -546,14 +551,18 @@ class EmbeddingsClient:
                     self._sync_client = openai.OpenAI(**kwargs)
         return self._sync_client
 
-    def async_client(self) -> openai.AsyncOpenAI:
-        """The async openai client of the running event loop (one per loop, cached)."""
+    async def async_client(self) -> openai.AsyncOpenAI:
+        """The async openai client of the running event loop (one per loop, cached).
+
+        An httpx pool belongs to the loop it was used on, so each loop gets its own client,
+        closed on that loop when the loop shuts down (``asyncio.run`` finalizes async
+        generators before closing the loop: a small one here holds the client until then).
+        """
         loop = asyncio.get_running_loop()
         with self._lock:
-            for key, (ref, _) in list(self._async_clients.items()):
+            for key, (ref, _, _) in list(self._async_clients.items()):
                 old = ref()
                 if old is None or old.is_closed():
-                    # Its loop is gone (asyncio.run() returned): let the pool be collected.
                     del self._async_clients[key]
             entry = self._async_clients.get(id(loop))
             if entry is not None and entry[0]() is loop:
@@ -562,7 +571,11 @@ class EmbeddingsClient:
             if self.http_async_client is not None:
                 kwargs["http_client"] = self.http_async_client
             client = openai.AsyncOpenAI(**kwargs)
-            self._async_clients[id(loop)] = (weakref.ref(loop), client)
+            owned = self.http_async_client is None  # a user's own http client stays open
+            closer = _close_with_loop(client) if owned else None
+            self._async_clients[id(loop)] = (weakref.ref(loop), client, closer)
+        if closer is not None:
+            await closer.__anext__()
         return client
 
     def close(self) -> None:
@@ -961,7 +974,7 @@ class EmbeddingsClient:
             nonlocal attempts
             attempts += 1
             self._check_live(state)
-            embeddings = self.async_client().embeddings.with_raw_response
+            embeddings = (await self.async_client()).embeddings.with_raw_response
             for resend in (False, True):
                 await self.pacer.await_turn(batch.tokens)
                 authorization = await self._authorization()
@@ -1024,6 +1037,13 @@ class EmbeddingsClient:
     async def aembed(self, texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:
         """Async twin of :meth:`embed`."""
         return (await self.aembed_with_result(texts, kind)).vectors
+
+
+async def _close_with_loop(client: openai.AsyncOpenAI) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.close()
 
 
 class _Cancelled(Exception):

@@ -17,6 +17,7 @@ from studio_embeddings import (
     BadRequestError,
     EmbeddingsClient,
     NotFoundError,
+    PermissionDeniedError,
     QuotaExhaustedError,
     RetryPolicy,
     ServerError,
@@ -218,6 +219,7 @@ def test_retry_waits_follow_the_policy(emulator: Any) -> None:
     [
         (400, BadRequestError),
         (401, AuthenticationError),
+        (403, PermissionDeniedError),
         (404, NotFoundError),
         (422, BadRequestError),
     ],
@@ -350,3 +352,22 @@ def test_async_clients_of_finished_loops_are_dropped(emulator: Any) -> None:
     for _ in range(4):
         asyncio.run(client.aembed(["x"]))
     assert len(client._async_clients) == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(["ok", ""], ValueError), (["ok", " \n"], ValueError), (["ok", None], TypeError)],
+)
+def test_bad_texts_send_nothing(emulator: Any, bad: list[Any], error: type) -> None:
+    with pytest.raises(error, match=r"texts\[1\]"):
+        nebius(emulator).embed(bad)
+    with pytest.raises(error, match=r"texts\[1\]"):
+        yandex(emulator).embed(bad, kind="query")
+    assert emulator.requests == []
+
+
+def test_yandex_permission_denied_names_the_folder(emulator: Any) -> None:
+    emulator.script("yandex", [403])
+    with pytest.raises(PermissionDeniedError, match=f"folder_id='{FOLDER}'"):
+        yandex(emulator).embed(["x"])
+    assert len(emulator.requests) == 1
