@@ -625,20 +625,30 @@ class EmbeddingsClient:
         self, batch: _Batch, model: str, timeout: float, authorization: str | None = None
     ) -> dict[str, Any]:
         single = self.provider.max_inputs_per_request == 1
+        texts: str | list[str] = batch.texts[0] if single else batch.texts
+        extra_body: dict[str, Any] = {}
+        if not single:
+            # The SDK walks every item of `input` through its typed transform (about 45 us a
+            # text, 15% of a bulk call's CPU); the same list sent as a body extra is not
+            # walked. The extra replaces the placeholder in the JSON body.
+            extra_body["input"] = texts
+            texts = [""]
+        if self.service_tier is not None:
+            # Not an argument of the openai SDK: it travels in the body as an extra.
+            extra_body["service_tier"] = self.service_tier
         kwargs: dict[str, Any] = {
-            "input": batch.texts[0] if single else batch.texts,
+            "input": texts,
             "model": model,
             "encoding_format": self.encoding_format,
             "extra_headers": {"Authorization": authorization or self._credential.header()},
             "timeout": timeout,
         }
+        if extra_body:
+            kwargs["extra_body"] = extra_body
         if self.dimensions is not None:
             kwargs["dimensions"] = self.dimensions
         if self.user is not None:
             kwargs["user"] = self.user
-        if self.service_tier is not None:
-            # Not an argument of the openai SDK: it travels in the body as an extra.
-            kwargs["extra_body"] = {"service_tier": self.service_tier}
         return kwargs
 
     def _new_state(self, n: int, model: str, show_progress_bar: bool | None = None) -> _CallState:
