@@ -221,10 +221,10 @@ NEBIUS = Provider(
     # Unconfirmed upper bound (PROVIDERS.md); the OpenAI-compatible default is 2048.
     max_inputs_per_request=2048,
     default_batch_size=64,
-    # Measured with benchmarks/run.py --sweep (2,000 texts, 80 ms + 0.5 ms per input):
-    # 64 texts x 32 in flight 4,708 docs/s; x 16 3,708; x 8 2,654. A per-minute quota, not
-    # the client, is what caps a real project: the pacer learns it from the first 429s.
-    default_max_concurrency=32,
+    # Measured with benchmarks/run.py (2,000 texts, 80 ms + 0.5 ms per input, 2 cores):
+    # 64 texts x 16 in flight beat x 8 by 10-45%; x 32 won the core-only sweep but lost in
+    # the full run (more threads, more client CPU: 290 vs 234 ms per 1,000 vectors).
+    default_max_concurrency=16,
     model_dimensions=MappingProxyType(
         {
             "Qwen/Qwen3-Embedding-8B": 4096,
