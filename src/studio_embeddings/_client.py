@@ -614,6 +614,10 @@ class EmbeddingsClient:
                 out = [template.format(task=task, query=t) for t in out]
         return out
 
+    def request_tokens(self, texts: Sequence[str]) -> list[int]:
+        """The estimated input tokens of each request a call with ``texts`` would send."""
+        return [batch.tokens for batch in self._batches(list(texts))]
+
     def _batches(self, texts: list[str]) -> list[_Batch]:
         size = self.batch_size
         return [

@@ -309,13 +309,6 @@ class _StudioEmbedding(BaseEmbedding):
         dispatcher.event(_end_event(texts, vectors))
         return vectors
 
-    def _request_tokens(self, texts: list[str]) -> list[int]:
-        """LlamaIndex ``rate_limiter`` permits: one per request the core will send."""
-        size = self.client.batch_size
-        return [
-            sum(len(t) for t in texts[i : i + size]) // 4 + 1 for i in range(0, len(texts), size)
-        ]
-
     def _embed_cached(
         self, texts: list[str], kind: Kind, show_progress: bool
     ) -> tuple[list[Embedding], EmbedResult | None]:
@@ -330,7 +323,7 @@ class _StudioEmbedding(BaseEmbedding):
         if missing:
             todo = [texts[i] for i in missing]
             if self.rate_limiter is not None:
-                for tokens in self._request_tokens(todo):
+                for tokens in self.client.request_tokens(todo):
                     self.rate_limiter.acquire(tokens)
             result = self.client.embed_with_result(
                 todo, kind, show_progress_bar=show_progress or None
@@ -355,7 +348,7 @@ class _StudioEmbedding(BaseEmbedding):
         if missing:
             todo = [texts[i] for i in missing]
             if self.rate_limiter is not None:
-                for tokens in self._request_tokens(todo):
+                for tokens in self.client.request_tokens(todo):
                     await self.rate_limiter.async_acquire(tokens)
             result = await self.client.aembed_with_result(
                 todo, kind, show_progress_bar=show_progress or None
