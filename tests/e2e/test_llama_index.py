@@ -7,7 +7,6 @@ classes promise, asserted on what reaches the (emulated) wire and on the vectors
 from __future__ import annotations
 
 import asyncio
-import os
 import pickle
 import threading
 import time
@@ -56,13 +55,6 @@ CORPUS = [
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("NEBIUS_", "YC_", "OPENAI_")):
-            monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pickle
 
 import pytest
@@ -21,13 +20,6 @@ SECRET = "sk-very-secret-key-123"
 TOKEN = "t1.iam-very-secret-token"
 # A loopback port nobody listens on: a request would fail loudly, none is expected.
 DEAD_URL = "http://127.0.0.1:9/v1"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("NEBIUS_", "YC_", "OPENAI_")):
-            monkeypatch.delenv(name, raising=False)
 
 
 def nebius(**kwargs: object) -> NebiusEmbedding:
