@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 import pickle
 from array import array
 
 import pytest
 
 from studio_embeddings import NEBIUS, YANDEX, ConfigurationError, EmbeddingsClient
-from studio_embeddings._client import _decode, _retry_after
+from studio_embeddings._client import _decode, _parse_body, _retry_after
 from studio_embeddings.errors import ResponseError
 
 
@@ -258,6 +259,82 @@ def test_decode_base64_and_float() -> None:
     assert _decode(values, "P") == values
     with pytest.raises(ResponseError):
         _decode(None, "P")
+
+
+def test_decode_refuses_empty_and_malformed_base64() -> None:
+    with pytest.raises(ResponseError, match="empty"):
+        _decode("", "P")
+    with pytest.raises(ResponseError, match="empty"):
+        _decode([], "P")
+    with pytest.raises(ResponseError, match="not base64"):
+        _decode("AAA", "P")  # ragged
+    with pytest.raises(ResponseError, match="not base64"):
+        _decode("AAAA AAA", "P")  # not the alphabet
+    with pytest.raises(ResponseError, match="not base64"):
+        _decode(base64.b64encode(b"abcdef").decode(), "P")  # not whole float32 values
+
+
+def _b64(values: list[float]) -> str:
+    return base64.b64encode(array("f", values).tobytes()).decode()
+
+
+def test_parse_body_lifts_base64_and_keeps_the_rest() -> None:
+    body = (
+        '{"object": "list", "data": [{"object": "embedding", "index": 1, "embedding" :\n "'
+        + _b64([1.0, 2.0])
+        + '"}, {"index": 0, "object": "embedding", "embedding": "'
+        + _b64([3.0, 4.0])
+        + '"}], "model": "embedding", "usage": {"total_tokens": 7}}'
+    ).encode()
+    payload, lifted = _parse_body(body)
+    assert payload["model"] == "embedding"
+    assert payload["usage"] == {"total_tokens": 7}
+    assert [item["embedding"] for item in payload["data"]] == [0, 1]
+    assert payload["data"][0]["object"] == "embedding"
+    assert _decode(0, "P", lifted) == [1.0, 2.0]
+    assert _decode(1, "P", lifted) == [3.0, 4.0]
+    with pytest.raises(ResponseError, match="type int"):
+        _decode(1, "P", lifted)  # each lifted string feeds one vector only
+
+
+def test_parse_body_leaves_escaped_and_float_values_to_json() -> None:
+    values = array("f", [3.4028234663852886e38, -8.0, 1e-3]).tolist()
+    escaped = _b64(values).replace("/", "\\/")  # JSON may escape "/"; some encoders do
+    assert "\\/" in escaped
+    body = {"data": [{"index": 0, "embedding": [0.5, 1.5]}, {"index": 1, "embedding": "X"}]}
+    text = json.dumps(body).replace('"X"', '"' + escaped + '"')
+    payload, lifted = _parse_body(text.encode())
+    assert lifted.spans == []
+    assert payload["data"][0]["embedding"] == [0.5, 1.5]
+    assert _decode(payload["data"][1]["embedding"], "P") == values
+    # Not JSON at all, or cut off inside a vector: refused by json as before.
+    for broken in (b"<html>502</html>", b'{"data": [{"index": 0, "embedding": "AAAA'):
+        with pytest.raises(json.JSONDecodeError):
+            _parse_body(broken)
+
+
+def _store(client: EmbeddingsClient, texts: list[str], body: object) -> list[list[float]]:
+    state = client._new_state(len(texts), "m")
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    client._store(state, client._batches(texts)[0], raw, 1)
+    return client._result(state).vectors
+
+
+def test_store_places_vectors_by_index_and_checks_the_answer() -> None:
+    client = nebius()
+    data = [{"index": 1, "embedding": _b64([1.0])}, {"index": 0, "embedding": _b64([2.0])}]
+    assert _store(client, ["a", "b"], {"data": data}) == [[2.0], [1.0]]
+    bad_answers = {
+        "not an embeddings list": b"<html>bad gateway</html>",
+        "returned 1 vectors for 2": {"data": data[:1]},
+        "duplicate or out-of-range index 0": {"data": [data[1], data[1]]},
+        "index 2": {"data": [data[0], {"index": 2, "embedding": _b64([2.0])}]},
+        "type int": {"data": [data[0], {"index": 0, "embedding": 0}]},
+        "different lengths": {"data": [data[0], {"index": 0, "embedding": _b64([1.0, 2.0])}]},
+    }
+    for message, answer in bad_answers.items():
+        with pytest.raises(ResponseError, match=message):
+            _store(client, ["a", "b"], answer)
 
 
 def test_retry_after_headers() -> None:
