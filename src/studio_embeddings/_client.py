@@ -34,6 +34,7 @@ import openai
 from pybase64 import b64decode
 from tenacity import RetryCallState
 
+from studio_embeddings import _loop
 from studio_embeddings._pacing import Pacer
 from studio_embeddings._retry import RETRYABLE_STATUSES, RetryPolicy, TransientError
 from studio_embeddings.errors import (
@@ -579,10 +580,17 @@ class EmbeddingsClient:
         return client
 
     def close(self) -> None:
-        """Close the sync client's connections (async ones close with their loop)."""
+        """Close the connections of sync calls (those of async calls close with their loop)."""
         if self._sync_client is not None:
             self._sync_client.close()
             self._sync_client = None
+        loop = _loop.current()
+        if loop is None or _loop.in_loop_thread():
+            return
+        with self._lock:
+            entry = self._async_clients.pop(id(loop), None)
+        if entry is not None and entry[0]() is loop and entry[2] is not None:
+            _loop.run(entry[2].aclose())  # the generator's exit closes the client
 
     # -------------------------------------------------------------- planning
 
@@ -945,6 +953,14 @@ class EmbeddingsClient:
         if not prepared:
             return self._result(state)
         batches = self._batches(prepared)
+        if self._sync_on_loop():
+            try:
+                _loop.run(self._fan_out(state, batches, sync_caller=True))
+            finally:
+                if state.progress is not None:
+                    state.progress.close()
+            return self._result(state)
+        # A user's own sync http client: a thread pool sends through it.
         workers = min(self.max_concurrency, len(batches))
         try:
             if workers == 1:
@@ -981,7 +997,21 @@ class EmbeddingsClient:
             return await asyncio.to_thread(self._credential.header)
         return self._credential.header()
 
-    async def _send_async(self, state: _CallState, batch: _Batch, gate: asyncio.Semaphore) -> None:
+    def _sync_on_loop(self) -> bool:
+        """Whether a sync call runs on the package's own event loop (see ``_loop``).
+
+        Not with a user's own http client (the sync one is what a sync call must use, and an
+        async one belongs to the user's loops), nor on that loop's thread itself.
+        """
+        return (
+            self.http_client is None
+            and self.http_async_client is None
+            and not _loop.in_loop_thread()
+        )
+
+    async def _send_async(
+        self, state: _CallState, batch: _Batch, gate: asyncio.Semaphore, sync_caller: bool
+    ) -> None:
         attempts = 0
 
         async def attempt_once() -> bytes:
@@ -1005,7 +1035,7 @@ class EmbeddingsClient:
             raise AssertionError  # pragma: no cover - the loop returns or raises
 
         retrying = self.retry_policy.async_retrying(
-            deadline=state.deadline_at, before_sleep=self._before_sleep
+            deadline=state.deadline_at, before_sleep=self._before_sleep, sync_caller=sync_caller
         )
         async with gate:
             # The failure flag is set before the gate opens for the next request.
@@ -1031,9 +1061,17 @@ class EmbeddingsClient:
         state = self._new_state(len(prepared), self.model_for(kind), show_progress_bar)
         if not prepared:
             return self._result(state)
+        try:
+            await self._fan_out(state, self._batches(prepared), sync_caller=False)
+        finally:
+            if state.progress is not None:
+                state.progress.close()
+        return self._result(state)
+
+    async def _fan_out(self, state: _CallState, batches: list[_Batch], sync_caller: bool) -> None:
         gate = asyncio.Semaphore(self.max_concurrency)
         tasks = [
-            asyncio.ensure_future(self._send_async(state, b, gate)) for b in self._batches(prepared)
+            asyncio.ensure_future(self._send_async(state, b, gate, sync_caller)) for b in batches
         ]
         try:
             await asyncio.gather(*tasks)
@@ -1043,10 +1081,6 @@ class EmbeddingsClient:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        finally:
-            if state.progress is not None:
-                state.progress.close()
-        return self._result(state)
 
     async def aembed(self, texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:
         """Async twin of :meth:`embed`."""

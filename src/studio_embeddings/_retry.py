@@ -14,6 +14,7 @@ is attempted at most ``max_retries + 1`` times, never (SDK retries) x (our retri
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -120,11 +121,24 @@ class RetryPolicy:
         *,
         deadline: float | None = None,
         before_sleep: Callable[[RetryCallState], None] | None = None,
+        sync_caller: bool = False,
     ) -> AsyncRetrying:
-        """A tenacity ``AsyncRetrying`` for one request (async path; sleeps without blocking)."""
+        """A tenacity ``AsyncRetrying`` for one request (async path; sleeps without blocking).
+
+        ``sync_caller``: the request belongs to a sync call (run on the package's own loop),
+        so the policy's ``sleep`` serves it when no ``async_sleep`` is set; it runs in a
+        worker thread, never blocking the loop.
+        """
         kwargs = self._tenacity_kwargs(deadline, before_sleep)
         if self.async_sleep is not None:
             kwargs["sleep"] = self.async_sleep
+        elif sync_caller and self.sleep is not None:
+            blocking = self.sleep
+
+            async def sleep(seconds: float) -> None:
+                await asyncio.to_thread(blocking, seconds)
+
+            kwargs["sleep"] = sleep
         return AsyncRetrying(**kwargs)
 
     def _tenacity_kwargs(

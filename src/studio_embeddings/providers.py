@@ -221,10 +221,10 @@ NEBIUS = Provider(
     # Unconfirmed upper bound (PROVIDERS.md); the OpenAI-compatible default is 2048.
     max_inputs_per_request=2048,
     default_batch_size=64,
-    # Measured with benchmarks/run.py (2,000 texts, 80 ms + 0.5 ms per input, 2 cores):
-    # 64 texts x 16 in flight beat x 8 by 10-45%; x 32 won the core-only sweep but lost in
-    # the full run (more threads, more client CPU: 290 vs 234 ms per 1,000 vectors).
-    default_max_concurrency=16,
+    # Measured with benchmarks/run.py (2,000 texts, 80 ms + 0.5 ms per input, 2 cores, sync
+    # calls on the package's loop): 64 texts x 32 in flight 0.26-0.31 s, x 16 0.36-0.41 s,
+    # 128 x 16 0.30 s, 32 x 64 0.29-0.30 s.
+    default_max_concurrency=32,
     model_dimensions=MappingProxyType(
         {
             "Qwen/Qwen3-Embedding-8B": 4096,

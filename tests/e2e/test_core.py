@@ -6,9 +6,13 @@ Runs on openai 3.x (httpx2) and, in ``make test-openai2``, on openai 2.x (httpx)
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
 import time
 from typing import Any
 
+import openai
 import pytest
 
 from studio_embeddings import (
@@ -206,11 +210,21 @@ def test_max_retries_bounds_attempts(emulator: Any) -> None:
     assert "after 3 attempts" in str(info.value)
 
 
-def test_retry_waits_follow_the_policy(emulator: Any) -> None:
+# Sync calls run on the package's own event loop, or on a thread pool when the user gives
+# an http client of their own: the rules below hold on both.
+SYNC_RUNNERS = ["own loop", "user's http client"]
+
+
+def runner(name: str) -> dict[str, Any]:
+    return {} if name == "own loop" else {"http_client": openai.DefaultHttpxClient()}
+
+
+@pytest.mark.parametrize("sync_runner", SYNC_RUNNERS)
+def test_retry_waits_follow_the_policy(emulator: Any, sync_runner: str) -> None:
     waits: list[float] = []
     policy = RetryPolicy(max_retries=3, initial_wait=0.5, jitter=False, sleep=waits.append)
     emulator.script("nebius", [503, (429, {"retry-after": "0.02"}), 502])
-    nebius(emulator, retry_policy=policy).embed(["x"])
+    nebius(emulator, retry_policy=policy, **runner(sync_runner)).embed(["x"])
     assert waits == [0.5, 0.02, 2.0]
 
 
@@ -321,10 +335,13 @@ def test_one_expired_token_is_fetched_again_once_for_all_workers(emulator: Any) 
     assert issued == ["t1.token-1", "t1.token-2"]
 
 
-def test_failure_wakes_workers_from_their_backoff(emulator: Any) -> None:
+@pytest.mark.parametrize("sync_runner", SYNC_RUNNERS)
+def test_failure_wakes_workers_from_their_backoff(emulator: Any, sync_runner: str) -> None:
     emulator.configure(latency_ms=30)
     emulator.script("nebius", [(429, {"retry-after": "4"}), 400])
-    client = nebius(emulator, batch_size=1, max_concurrency=2, retry_policy=RetryPolicy())
+    client = nebius(
+        emulator, batch_size=1, max_concurrency=2, retry_policy=RetryPolicy(), **runner(sync_runner)
+    )
     started = time.monotonic()
     with pytest.raises(BadRequestError):
         client.embed(texts(6))
@@ -345,6 +362,80 @@ def test_unparseable_retry_after_falls_back_to_backoff(emulator: Any) -> None:
     emulator.script("nebius", [(503, {"retry-after": "soon"})])
     assert nebius(emulator).embed(["x"]) == [embed_text("nebius", QWEN, "x")]
     assert len(emulator.requests) == 2
+
+
+def test_sync_calls_run_on_the_package_loop_unless_given_an_http_client(emulator: Any) -> None:
+    threads: list[str] = []
+
+    def recording(client: EmbeddingsClient) -> EmbeddingsClient:
+        store = client._store
+
+        def spy(*args: Any) -> None:
+            threads.append(threading.current_thread().name)
+            store(*args)
+
+        client._store = spy  # type: ignore[method-assign]
+        return client
+
+    own = recording(nebius(emulator, batch_size=2))
+    assert own.embed(texts(6)) == [embed_text("nebius", QWEN, t) for t in texts(6)]
+    assert set(threads) == {"studio-embeddings-loop"}
+    threads.clear()
+    with openai.DefaultHttpxClient() as http:
+        recording(nebius(emulator, batch_size=2, http_client=http)).embed(texts(6))
+    assert len(threads) == 3
+    assert all(name.startswith("studio-embeddings_") for name in threads)  # the pool's threads
+    own.close()
+    assert own._async_clients == {}  # closed on the loop it was bound to
+
+
+async def test_a_sync_call_works_inside_a_running_loop(emulator: Any) -> None:
+    # As in Jupyter: the caller's loop is running (and blocked); the package's loop works.
+    client = nebius(emulator, batch_size=2)
+    assert client.embed(texts(5)) == [embed_text("nebius", QWEN, t) for t in texts(5)]
+    assert await client.aembed(texts(3)) == client.embed(texts(3))
+
+
+@pytest.mark.parametrize("sync_runner", SYNC_RUNNERS)
+def test_ctrl_c_stops_a_sync_call_and_its_requests(emulator: Any, sync_runner: str) -> None:
+    emulator.configure(latency_ms=200)
+    client = nebius(emulator, batch_size=1, max_concurrency=2, **runner(sync_runner))
+    interrupt = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    interrupt.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.embed(texts(40))  # 4 s of work
+    finally:
+        interrupt.cancel()
+    assert time.monotonic() - started < 2.0
+    sent = len(emulator.requests)
+    assert sent <= 6
+    time.sleep(0.5)
+    assert len(emulator.requests) == sent  # nothing is sent after the interrupt
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, 3.12+
+def test_sync_calls_work_in_a_forked_child(emulator: Any) -> None:
+    client = nebius(emulator)
+    client.embed(["parent"])  # the package loop runs in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            ok = client.embed(["child"]) == [embed_text("nebius", QWEN, "child")]
+            os.write(write, b"ok" if ok else b"wrong")
+        except BaseException as e:
+            os.write(write, repr(e).encode()[:200])
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as answer:
+        assert answer.read() == b"ok"
+    assert status == 0
+    assert client.embed(["parent again"]) == [embed_text("nebius", QWEN, "parent again")]
 
 
 def test_async_clients_of_finished_loops_are_dropped(emulator: Any) -> None:

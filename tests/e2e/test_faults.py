@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+import openai
 import pytest
 
 from studio_embeddings import (
@@ -139,11 +140,13 @@ async def test_one_failed_request_fails_the_whole_async_call(emulator: Any) -> N
         await client.aembed(corpus(10))
 
 
-def test_failure_stops_the_remaining_requests(emulator: Any) -> None:
+@pytest.mark.parametrize("own_http_client", [False, True])
+def test_failure_stops_the_remaining_requests(emulator: Any, own_http_client: bool) -> None:
     emulator.configure(latency_ms=20)
     # Every request would be refused; fail-fast means only the first few are ever sent.
     emulator.script("nebius", [401] * 60)
-    client = core(emulator, "nebius", batch_size=1, max_concurrency=2)
+    http = {"http_client": openai.DefaultHttpxClient()} if own_http_client else {}
+    client = core(emulator, "nebius", batch_size=1, max_concurrency=2, **http)
     with pytest.raises(Exception, match="401"):
         client.embed(corpus(60))
     assert len(emulator.requests) < 20

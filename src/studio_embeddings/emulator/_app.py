@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
+import time
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -73,8 +74,9 @@ class _MarkDrops:
 def _to_response(answer: Answer) -> Response:
     if answer.drop:
         return _DropResponse()
-    # Compact separators: 4096-dim float answers are large enough for it to matter.
-    content = json.dumps(answer.body, separators=(",", ":"), ensure_ascii=False)
+    # orjson: compact UTF-8 JSON, like json.dumps(separators=(",", ":"), ensure_ascii=False),
+    # about 10x faster on 4096-dim answers, so the server's own CPU stays out of the latency.
+    content = orjson.dumps(answer.body)
     return Response(content, answer.status, answer.headers, media_type="application/json")
 
 
@@ -107,13 +109,18 @@ def build_app(core: EmulatorCore) -> ASGIApp:
 
     def embeddings(provider: str) -> Any:
         async def endpoint(request: Request) -> Response:
+            arrival = time.monotonic()
             incoming = await _incoming(request, provider)
             if incoming is None:
                 return _gone()
             answer = core.handle_embeddings(incoming)
-            if answer.delay > 0:
-                await asyncio.sleep(answer.delay)
-            return _to_response(answer)
+            response = _to_response(answer)
+            # The latency knobs are the time from arrival to answer, the server's own work
+            # included, as a client sees a provider's latency.
+            wait = answer.delay - (time.monotonic() - arrival)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return response
 
         return endpoint
 

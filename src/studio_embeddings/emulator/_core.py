@@ -8,7 +8,6 @@ Provider table's *data* is read from the package, never the client code.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import random
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from http import HTTPStatus
 from typing import Any, Literal, TypeAlias
 
-from studio_embeddings.emulator._vectors import embed_array, resolve_model, to_base64
+from studio_embeddings.emulator._vectors import embed_array, embed_base64, resolve_model
 from studio_embeddings.providers import NEBIUS, YANDEX
 
 __all__ = [
@@ -769,11 +768,10 @@ class EmulatorCore:
         encoding = body.get("encoding_format") or "float"
         data: list[dict[str, Any]] = []
         for index, text in enumerate(texts):
-            vector = embed_array(NEBIUS.name, model, text, dimensions)
             embedding: Any = (
-                base64.b64encode(to_base64(vector)).decode("ascii")
+                embed_base64(NEBIUS.name, model, text, dimensions)
                 if encoding == "base64"
-                else vector.tolist()
+                else embed_array(NEBIUS.name, model, text, dimensions).tolist()
             )
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         if knobs.shuffle and len(data) > 1:
