@@ -452,14 +452,7 @@ class EmbeddingsClient:
         self._lock = threading.Lock()
         self._sync_client: openai.OpenAI | None = None
         # One async client per event loop: an httpx pool is bound to the loop it was used on.
-        self._async_clients: dict[
-            int,
-            tuple[
-                weakref.ref[asyncio.AbstractEventLoop],
-                openai.AsyncOpenAI,
-                AsyncGenerator[None, None] | None,
-            ],
-        ] = {}
+        self._async_clients: dict[int, _AsyncEntry] = {}
         headroom = self.provider.pacing_headroom
         self.pacer = Pacer(
             requests_per_second=(self.requests_per_second or 0) * headroom or None,
@@ -552,6 +545,32 @@ class EmbeddingsClient:
                     self._sync_client = openai.OpenAI(**kwargs)
         return self._sync_client
 
+    def _async_entry(self, loop: asyncio.AbstractEventLoop) -> _AsyncEntry:
+        """The async openai client bound to ``loop``; built on first use, in any thread."""
+        pid = os.getpid()
+        with self._lock:
+            for key, old in list(self._async_clients.items()):
+                old_loop = old.loop()
+                if old_loop is None or old_loop.is_closed() or old.pid != pid:
+                    del self._async_clients[key]  # a finished loop, or the parent's before fork
+            entry = self._async_clients.get(id(loop))
+            if entry is not None and entry.loop() is loop:
+                return entry
+        # Built outside the lock (and, for sync calls, in the caller's thread rather than on
+        # the package loop): an httpx client takes ~15 ms to build, most of it its SSL context.
+        kwargs = self._client_kwargs()
+        if self.http_async_client is not None:
+            kwargs["http_client"] = self.http_async_client
+        client = openai.AsyncOpenAI(**kwargs)
+        owned = self.http_async_client is None  # a user's own http client stays open
+        entry = _AsyncEntry(weakref.ref(loop), client, _close_with_loop(client) if owned else None)
+        with self._lock:
+            raced = self._async_clients.get(id(loop))
+            if raced is not None and raced.loop() is loop:
+                return raced  # another thread built one first; ours never sent anything
+            self._async_clients[id(loop)] = entry
+        return entry
+
     async def async_client(self) -> openai.AsyncOpenAI:
         """The async openai client of the running event loop (one per loop, cached).
 
@@ -559,25 +578,11 @@ class EmbeddingsClient:
         closed on that loop when the loop shuts down (``asyncio.run`` finalizes async
         generators before closing the loop: a small one here holds the client until then).
         """
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            for key, (ref, _, _) in list(self._async_clients.items()):
-                old = ref()
-                if old is None or old.is_closed():
-                    del self._async_clients[key]
-            entry = self._async_clients.get(id(loop))
-            if entry is not None and entry[0]() is loop:
-                return entry[1]
-            kwargs = self._client_kwargs()
-            if self.http_async_client is not None:
-                kwargs["http_client"] = self.http_async_client
-            client = openai.AsyncOpenAI(**kwargs)
-            owned = self.http_async_client is None  # a user's own http client stays open
-            closer = _close_with_loop(client) if owned else None
-            self._async_clients[id(loop)] = (weakref.ref(loop), client, closer)
-        if closer is not None:
-            await closer.__anext__()
-        return client
+        entry = self._async_entry(asyncio.get_running_loop())
+        if entry.closer is not None and not entry.started:
+            entry.started = True  # no await in between: one start per loop
+            await entry.closer.__anext__()
+        return entry.client
 
     def close(self) -> None:
         """Close the connections of sync calls (those of async calls close with their loop)."""
@@ -589,8 +594,11 @@ class EmbeddingsClient:
             return
         with self._lock:
             entry = self._async_clients.pop(id(loop), None)
-        if entry is not None and entry[0]() is loop and entry[2] is not None:
-            _loop.run(entry[2].aclose())  # the generator's exit closes the client
+        if entry is not None and entry.loop() is loop:
+            if entry.closer is not None and entry.started:
+                _loop.run(entry.closer.aclose())  # the generator's exit closes the client
+            elif entry.closer is not None:
+                _loop.run(entry.client.close())
 
     # -------------------------------------------------------------- planning
 
@@ -954,6 +962,7 @@ class EmbeddingsClient:
             return self._result(state)
         batches = self._batches(prepared)
         if self._sync_on_loop():
+            self._async_entry(_loop.get_loop())  # built here, not on the shared loop
             try:
                 _loop.run(self._fan_out(state, batches, sync_caller=True))
             finally:
@@ -994,7 +1003,7 @@ class EmbeddingsClient:
     async def _authorization(self) -> str:
         if self._credential.needs_fetch:
             # The token callable may do I/O: never on the event loop.
-            return await asyncio.to_thread(self._credential.header)
+            return await _loop.in_thread(self._credential.header)
         return self._credential.header()
 
     def _sync_on_loop(self) -> bool:
@@ -1006,6 +1015,7 @@ class EmbeddingsClient:
         return (
             self.http_client is None
             and self.http_async_client is None
+            and _loop.available()
             and not _loop.in_loop_thread()
         )
 
@@ -1029,7 +1039,7 @@ class EmbeddingsClient:
                     return (await embeddings.create(**kwargs)).content
                 except openai.OpenAIError as e:
                     if not resend and self._wants_refresh(e):
-                        await asyncio.to_thread(self._credential.refresh, authorization)
+                        await _loop.in_thread(self._credential.refresh, authorization)
                         continue
                     raise self._classify(e, state.model, kwargs["timeout"]) from e
             raise AssertionError  # pragma: no cover - the loop returns or raises
@@ -1085,6 +1095,17 @@ class EmbeddingsClient:
     async def aembed(self, texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:
         """Async twin of :meth:`embed`."""
         return (await self.aembed_with_result(texts, kind)).vectors
+
+
+@dataclass
+class _AsyncEntry:
+    """An async openai client and the event loop it belongs to."""
+
+    loop: weakref.ref[asyncio.AbstractEventLoop]
+    client: openai.AsyncOpenAI
+    closer: AsyncGenerator[None, None] | None  # closes the client when the loop shuts down
+    pid: int = field(default_factory=os.getpid)
+    started: bool = False  # the closer runs on the loop (first awaited there)
 
 
 async def _close_with_loop(client: openai.AsyncOpenAI) -> AsyncGenerator[None, None]:

@@ -19,10 +19,10 @@ import atexit
 import contextlib
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["current", "in_loop_thread", "run"]
+__all__ = ["available", "current", "get_loop", "in_loop_thread", "in_thread", "run"]
 
 T = TypeVar("T")
 
@@ -32,6 +32,7 @@ _CANCEL_GRACE = 5.0
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_shut_down = False  # set at interpreter exit: later sync calls use a thread pool instead
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
@@ -39,7 +40,13 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_forever()
 
 
-def _get_loop() -> asyncio.AbstractEventLoop:
+def available() -> bool:
+    """False once the interpreter is exiting (the loop is stopped then, or about to be)."""
+    return not _shut_down
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The loop, started on first use."""
     global _loop, _thread
     with _lock:
         if _loop is None or _thread is None or not _thread.is_alive():
@@ -55,7 +62,8 @@ def _get_loop() -> asyncio.AbstractEventLoop:
 def current() -> asyncio.AbstractEventLoop | None:
     """The loop if it has been started in this process (and is still running), else None."""
     loop, thread = _loop, _thread
-    return loop if thread is not None and thread.is_alive() else None
+    alive = thread is not None and thread.is_alive() and not _shut_down
+    return loop if alive else None
 
 
 def in_loop_thread() -> bool:
@@ -77,7 +85,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         finally:
             finished.set()
 
-    future = asyncio.run_coroutine_threadsafe(runner(), _get_loop())
+    future = asyncio.run_coroutine_threadsafe(runner(), get_loop())
     try:
         return future.result()
     except BaseException:
@@ -87,6 +95,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Await ``fn(*args)`` run in a daemon thread of its own.
+
+    Not in the loop's default executor: that small pool is shared by every call on the loop,
+    so one slow token callable (or one that itself makes a sync call) would hold up, or
+    deadlock, every other client of the process. The blocking calls sent here are rare (a
+    token fetch, a test's sleep recorder).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the awaiting call was cancelled meanwhile
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def work() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+        except BaseException as e:
+            outcome = (None, e)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=work, name="studio-embeddings-blocking", daemon=True).start()
+    return await future
+
+
 def _after_fork_in_child() -> None:
     global _lock, _loop, _thread
     _lock = threading.Lock()
@@ -94,6 +133,8 @@ def _after_fork_in_child() -> None:
 
 
 def _shutdown() -> None:
+    global _shut_down
+    _shut_down = True
     loop, thread = _loop, _thread
     if loop is None or thread is None or not thread.is_alive():
         return

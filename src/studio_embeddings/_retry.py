@@ -14,7 +14,6 @@ is attempted at most ``max_retries + 1`` times, never (SDK retries) x (our retri
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
+
+from studio_embeddings._loop import in_thread
 
 __all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "TransientError"]
 
@@ -136,7 +137,7 @@ class RetryPolicy:
             blocking = self.sleep
 
             async def sleep(seconds: float) -> None:
-                await asyncio.to_thread(blocking, seconds)
+                await in_thread(blocking, seconds)
 
             kwargs["sleep"] = sleep
         return AsyncRetrying(**kwargs)

@@ -415,6 +415,50 @@ def test_ctrl_c_stops_a_sync_call_and_its_requests(emulator: Any, sync_runner: s
     assert len(emulator.requests) == sent  # nothing is sent after the interrupt
 
 
+def test_a_slow_token_callable_holds_up_no_other_client(emulator: Any) -> None:
+    def slow_token() -> str:
+        time.sleep(1.5)
+        return "t1.slow"
+
+    emulator.configure(yandex_rps=None)
+    slow = yandex(emulator, api_key=None, iam_token=slow_token, requests_per_second=0)
+    other = nebius(emulator, max_concurrency=16, batch_size=1)
+    waiting = threading.Thread(target=slow.embed, args=(texts(8),))
+    waiting.start()
+    time.sleep(0.2)  # the slow client is fetching its token now
+    started = time.monotonic()
+    assert len(other.embed(texts(20))) == 20
+    assert time.monotonic() - started < 1.0
+    waiting.join()
+
+
+def test_a_token_callable_may_itself_make_a_sync_call(emulator: Any) -> None:
+    inner = nebius(emulator)
+
+    def token() -> str:
+        inner.embed(["made from inside a token callable"])
+        return "t1.token"
+
+    emulator.configure(yandex_rps=None)
+    outer = yandex(emulator, api_key=None, iam_token=token, requests_per_second=0)
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(len(outer.embed(texts(20)))))
+    worker.start()
+    worker.join(timeout=15)
+    assert done == [20]
+
+
+def test_sync_calls_after_interpreter_shutdown_began_use_threads(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio_embeddings import _loop
+
+    monkeypatch.setattr(_loop, "_shut_down", True)  # as after our atexit hook ran
+    client = nebius(emulator, batch_size=2)
+    assert not client._sync_on_loop()
+    assert client.embed(texts(5)) == [embed_text("nebius", QWEN, t) for t in texts(5)]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, 3.12+
 def test_sync_calls_work_in_a_forked_child(emulator: Any) -> None:
