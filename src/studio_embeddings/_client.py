@@ -14,6 +14,7 @@ models -> place each vector by its ``index`` -> check one vector per input, all 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ipaddress
 import json
@@ -553,6 +554,8 @@ class EmbeddingsClient:
                 old_loop = old.loop()
                 if old_loop is None or old_loop.is_closed() or old.pid != pid:
                     del self._async_clients[key]  # a finished loop, or the parent's before fork
+                    if old.finalizer is not None:
+                        old.finalizer.detach()
             entry = self._async_clients.get(id(loop))
             if entry is not None and entry.loop() is loop:
                 return entry
@@ -569,6 +572,14 @@ class EmbeddingsClient:
             if raced is not None and raced.loop() is loop:
                 return raced  # another thread built one first; ours never sent anything
             self._async_clients[id(loop)] = entry
+        if owned:
+            # Dropped without close(), this client would be garbage with its connections, and
+            # the garbage collector would close their sockets in whatever thread it runs in,
+            # behind the loop's back (the loop then watched reused file descriptors and the
+            # next requests hung until their timeout). The finalizer holds the connections and
+            # closes them on their own loop instead.
+            entry.finalizer = weakref.finalize(self, _close_on_loop, entry.loop, client)
+            entry.finalizer.atexit = False  # at exit the loops close their clients themselves
         return entry
 
     async def async_client(self) -> openai.AsyncOpenAI:
@@ -594,6 +605,8 @@ class EmbeddingsClient:
             return
         with self._lock:
             entry = self._async_clients.pop(id(loop), None)
+        if entry is not None and entry.finalizer is not None:
+            entry.finalizer.detach()
         if entry is not None and entry.loop() is loop:
             if entry.closer is not None and entry.started:
                 _loop.run(entry.closer.aclose())  # the generator's exit closes the client
@@ -1106,6 +1119,17 @@ class _AsyncEntry:
     closer: AsyncGenerator[None, None] | None  # closes the client when the loop shuts down
     pid: int = field(default_factory=os.getpid)
     started: bool = False  # the closer runs on the loop (first awaited there)
+    finalizer: weakref.finalize[..., Any] | None = (
+        None  # closes the client on its loop if we are dropped
+    )
+
+
+def _close_on_loop(loop_ref: weakref.ref[asyncio.AbstractEventLoop], client: Any) -> None:
+    loop = loop_ref()
+    if loop is None or loop.is_closed():
+        return
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(lambda: loop.create_task(client.close()))
 
 
 async def _close_with_loop(client: openai.AsyncOpenAI) -> AsyncGenerator[None, None]:
