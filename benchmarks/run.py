@@ -41,6 +41,7 @@ import os
 import platform
 import random
 import re
+import statistics
 import sys
 import time
 import tracemalloc
@@ -605,6 +606,36 @@ def peer_contenders(sequential_cap: int | None) -> list[Contender]:
 # -------------------------------------------------------------------- scenarios
 
 
+def ab_sync_async(emu: EmulatorProcess, texts: list[str],
+                  expected: Callable[[str], list[float]], pairs: int) -> dict[str, list[float]]:
+    """Our LangChain shell's sync and async calls in alternating runs; every run verified."""
+    from studio_embeddings.langchain import NebiusEmbeddings
+
+    embeddings = NebiusEmbeddings(api_key=KEY, base_url=emu.base_url("nebius"), model=NEBIUS_MODEL)
+    loop = asyncio.new_event_loop()
+    walls: dict[str, list[float]] = {"sync": [], "async": []}
+    try:
+        embeddings.embed_documents(texts[:4])
+        loop.run_until_complete(embeddings.aembed_documents(texts[:4]))
+        for _ in range(pairs):
+            for mode in ("sync", "async"):
+                gc.collect()
+                t0 = time.perf_counter()
+                if mode == "sync":
+                    vectors = embeddings.embed_documents(texts)
+                else:
+                    vectors = loop.run_until_complete(embeddings.aembed_documents(texts))
+                walls[mode].append(round(time.perf_counter() - t0, 4))
+                ok, message = verify(vectors, texts, expected, 4096, full=False)
+                if not ok:
+                    raise RuntimeError(f"ours {mode}: {message}")
+                vectors = None
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())  # closes the loop's openai client
+        loop.close()
+    return walls
+
+
 def scenario_nebius_throughput(report: Report, args: argparse.Namespace, emu: EmulatorProcess) -> None:
     n = 200 if args.quick else 2000
     cap = None if args.full_peers else (10 if args.quick else 300)
@@ -671,11 +702,21 @@ def scenario_nebius_throughput(report: Report, args: argparse.Namespace, emu: Em
                       f"{speedup:.2f}x vs {fastest.contender} "
                       f"({ours_sync.docs_per_s:.0f} vs {fastest.docs_per_s:.0f} docs/s){also}")
     if ours_sync is not None and ours_async is not None:
-        rel = (ours_async.wall_s or 0.0) / (ours_sync.wall_s or 1.0)
+        # The rows above time sync, then async, one after the other, and our calls get faster
+        # over a process's first runs: that order alone tilts a comparison of the two. So
+        # the target compares them in alternating runs (sync, async, sync, ...) by median.
+        pairs = 2 if args.quick else 7
+        walls = ab_sync_async(emu, texts, expected, pairs)
+        sync_med = statistics.median(walls["sync"])
+        async_med = statistics.median(walls["async"])
+        rel = async_med / sync_med
+        report.scenarios.setdefault("1", {})["sync_async_alternating"] = walls
         report.target("1", f"{ours_async.contender} no slower than {ours_sync.contender}",
                       rel <= 1.05,
-                      f"async wall {ours_async.wall_s:.2f} s vs sync {ours_sync.wall_s:.2f} s "
-                      f"({rel:.2f}x; 5% allowed for timer noise on a shared 2-core machine)")
+                      f"alternating runs ({pairs} each), median async {async_med:.3f} s vs sync "
+                      f"{sync_med:.3f} s ({rel:.2f}x; 5% allowed for timer noise on a shared "
+                      f"2-core machine); best of the rows above: async {ours_async.wall_s:.2f} s, "
+                      f"sync {ours_sync.wall_s:.2f} s")
     if ours_sync is not None and ours_sync.cpu_s:
         report.scenarios.setdefault("1", {})["ours_sync_cpu_ms_per_1000"] = (
             ours_sync.cpu_s * 1000.0 / ours_sync.docs * 1000.0)
