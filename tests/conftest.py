@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +37,27 @@ def emulator(emulator_session: object) -> Iterator[object]:
     emu.clear()  # type: ignore[attr-defined]
     yield emu
     emu.clear()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def served_emulator() -> Iterator[dict[str, str]]:
+    """``serve`` in a process of its own: each provider's base URL, as the command prints them.
+
+    Its sockets are apart from the test process's, as a real provider's are.
+    """
+    code = "from studio_embeddings.emulator import serve\nserve(port=0, log_level='warning')\n"
+    src = str(Path(__file__).parents[1] / "src")
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": src},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        yield dict((part.strip() for part in line.split(": ", 1)) for line in lines)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

@@ -9,11 +9,8 @@ import asyncio
 import gc
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -419,36 +416,17 @@ def test_ctrl_c_stops_a_sync_call_and_its_requests(emulator: Any, sync_runner: s
     assert len(emulator.requests) == sent  # nothing is sent after the interrupt
 
 
-@pytest.fixture
-def emulator_process() -> Any:
-    """The emulator in a process of its own: the client's file descriptors are then its own."""
-    code = "from studio_embeddings.emulator import serve\nserve(port=0, log_level='warning')\n"
-    src = str(Path(__file__).parents[2] / "src")
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": src},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().split(": ", 1)[1].strip()  # the Nebius line
-        yield base_url
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
-
-
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_a_dropped_client_is_closed_on_its_loop_and_spoils_no_other(emulator_process: str) -> None:
+def test_a_dropped_client_is_closed_on_its_loop_and_spoils_no_other(
+    served_emulator: dict[str, str],
+) -> None:
     # A client dropped without close() is garbage with its connections. They must be closed on
     # the loop they belong to: closed by the garbage collector in another thread, they left the
     # loop watching file descriptors that the next connections reused, and those requests hung
     # until their timeout.
     def client(**kwargs: Any) -> EmbeddingsClient:
         return EmbeddingsClient(
-            "nebius", api_key="k", base_url=emulator_process, batch_size=8, **kwargs
+            "nebius", api_key="k", base_url=served_emulator["nebius"], batch_size=8, **kwargs
         )
 
     kept = client(timeout=3, max_retries=0)

@@ -892,42 +892,27 @@ def test_embed_text_works_without_the_emulator_extra() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_serve_runs_in_the_foreground() -> None:
-    code = "from studio_embeddings.emulator import serve\nserve(port=0, log_level='warning')\n"
-    src = str(Path(__file__).parents[2] / "src")
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": src},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        nebius_line = process.stdout.readline()
-        yandex_line = process.stdout.readline()
-        assert nebius_line.startswith("nebius: http://127.0.0.1:"), nebius_line
-        base_url = yandex_line.split(": ", 1)[1].strip()
-        assert base_url.endswith("/yandex/v1")
-        assert not base_url.startswith("http://127.0.0.1:0/")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                response = httpx2.post(
-                    base_url + "/embeddings",
-                    json=yandex_body("served"),
-                    headers={"Authorization": "Api-Key k"},
-                )
-                break
-            except httpx2.ConnectError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        assert response.status_code == 200
-        assert ordered(response.json()) == [embed_text("yandex", DOC, "served")]
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
+def test_serve_runs_in_the_foreground(served_emulator: dict[str, str]) -> None:
+    assert set(served_emulator) == {"nebius", "yandex"}
+    assert served_emulator["nebius"].startswith("http://127.0.0.1:")
+    base_url = served_emulator["yandex"]
+    assert base_url.endswith("/yandex/v1")
+    assert not base_url.startswith("http://127.0.0.1:0/")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            response = httpx2.post(
+                base_url + "/embeddings",
+                json=yandex_body("served"),
+                headers={"Authorization": "Api-Key k"},
+            )
+            break
+        except httpx2.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    assert response.status_code == 200
+    assert ordered(response.json()) == [embed_text("yandex", DOC, "served")]
 
 
 def test_client_leaving_mid_body_is_quietly_ignored(
