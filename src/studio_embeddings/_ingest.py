@@ -472,7 +472,8 @@ def _client_settings(args: argparse.Namespace, emulator: Any) -> dict[str, Any]:
 
 
 def _default_chunk(client: EmbeddingsClient) -> int:
-    return max(1, min(MAX_DEFAULT_CHUNK, 2 * client.batch_size * client.max_concurrency))
+    settings = client.settings
+    return max(1, min(MAX_DEFAULT_CHUNK, 2 * settings.batch_size * settings.max_concurrency))
 
 
 def _say(message: str) -> None:

@@ -19,10 +19,11 @@ import atexit
 import contextlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["available", "current", "get_loop", "in_loop_thread", "in_thread", "run"]
+__all__ = ["Gate", "available", "current", "get_loop", "in_loop_thread", "in_thread", "run"]
 
 T = TypeVar("T")
 
@@ -75,8 +76,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the loop and wait for its result.
 
     An exception in the waiting thread (Ctrl-C) cancels the coroutine and waits, up to a few
-    seconds, for it to abort its requests before re-raising.
+    seconds, for it to abort its requests before re-raising. On the loop's own thread (a
+    sync call from a token callable, say) or at interpreter exit, where the loop cannot serve,
+    ``coro`` runs on a fresh loop in a thread of its own instead.
     """
+    if _shut_down or in_loop_thread():
+        return _run_on_fresh_loop(coro)
     finished = threading.Event()
 
     async def runner() -> T:
@@ -93,6 +98,77 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             future.cancel()
             finished.wait(_CANCEL_GRACE)
         raise
+
+
+def _run_on_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append((asyncio.run(coro), None))
+        except BaseException as e:
+            outcome.append((None, e))
+
+    thread = threading.Thread(target=work, name="studio-embeddings-call", daemon=True)
+    thread.start()
+    thread.join()
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result  # type: ignore[no-any-return]
+
+
+class Gate:
+    """A semaphore for tasks of any event loop and thread: ``async with gate:``.
+
+    ``asyncio.Semaphore`` belongs to one loop; a client's ``max_concurrency`` bounds the
+    requests in flight across all its calls, sync (on the package loop) and async (on the
+    callers' loops) alike. A released slot passes straight to the oldest waiter.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self.in_flight < self.limit and not self._waiters:
+                self.in_flight += 1
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            await waiter  # resolved with the slot already counted for us
+        except asyncio.CancelledError:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, waiter))
+                raise  # never handed a slot
+            if not waiter.cancelled() and waiter.done():
+                self._release()  # handed a slot as we were cancelled: pass it on
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            while self._waiters:
+                loop, waiter = self._waiters.popleft()
+                if loop.is_closed():
+                    continue
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    loop.call_soon_threadsafe(self._hand_over, waiter)
+                    return
+            self.in_flight -= 1
+
+    def _hand_over(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():  # cancelled before the slot arrived
+            self._release()
+        else:
+            waiter.set_result(None)
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:

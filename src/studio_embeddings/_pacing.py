@@ -1,4 +1,9 @@
-"""Pacing to a provider's quota, shared by every request of one client, sync and async.
+"""The limiter interface, and pacing to a provider's quota within one process.
+
+The engine asks a :class:`Limiter` before each request (``acquire``), tells it about every 429
+(``on_rate_limited``) and every success (``on_success``), and never knows which limiter it has:
+:class:`Pacer` here (one client, in-process), or a quota shared through Redis
+(``_quota_redis.py``) by every process and machine that uses the same project or folder.
 
 Written by hand on purpose: the established limiters are either asyncio-only and bound to one
 event loop (aiolimiter) or built around bucket back-ends with blocking waits (pyrate-limiter).
@@ -14,12 +19,45 @@ whole client backs off as one instead of each worker hammering on its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
-__all__ = ["Pacer", "Rate"]
+__all__ = ["Limiter", "LimiterDeadline", "Pacer", "Rate"]
+
+
+class LimiterDeadline(Exception):
+    """A request could not be admitted before the call's deadline."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"the quota admits the next request in {wait:.2f} s, past the deadline")
+        self.wait = wait
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What the engine asks of a quota, in-process or shared."""
+
+    async def acquire(self, tokens: int, *, deadline_at: float | None = None) -> None:
+        """Return when one request of ``tokens`` estimated input tokens may be sent now.
+
+        Raises :class:`LimiterDeadline`, without sleeping, when that moment would come after
+        ``deadline_at`` (a ``time.monotonic()`` value).
+        """
+
+    async def on_rate_limited(self, pause: float, headers: Mapping[str, str]) -> None:
+        """The server answered 429: hold every request sharing this quota for ``pause`` s.
+
+        ``headers`` are the answer's; a limiter may learn a per-minute budget from them.
+        """
+
+    def on_success(self) -> None:
+        """The server accepted a request."""
+
+logger = logging.getLogger("studio_embeddings")
 
 #: The window of a per-minute quota, over which a spent budget is learned.
 _LEARN_WINDOW = 60.0
@@ -57,6 +95,9 @@ class Pacer:
         requests_per_minute: at most this many requests a minute (None: unlimited).
         tokens_per_minute: at most this many estimated input tokens a minute (None: unlimited).
         clock: monotonic clock, injectable for tests.
+        remaining_headers: the provider's "what is left of the minute" headers; a 429 with
+            one of them at 0 and no ``Retry-After`` makes the pacer learn the budget.
+        headroom: the share of a learned budget to pace to.
 
     Example:
         >>> pacer = Pacer(requests_per_second=10)
@@ -71,8 +112,14 @@ class Pacer:
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        remaining_headers: tuple[str, ...] = (),
+        headroom: float = 1.0,
+        name: str = "",
     ) -> None:
+        self._name = name
         self._lock = threading.Lock()
+        self._remaining_headers = remaining_headers
+        self._headroom = headroom
         self._clock = clock
         self._requests: list[Rate] = []
         if requests_per_second:
@@ -152,21 +199,34 @@ class Pacer:
         self.pause(pause)
         return pause
 
-    def wait(self, tokens: int = 0, *, interrupt: threading.Event | None = None) -> bool:
-        """Block the calling thread until a request may be sent.
+    # ------------------------------------------------------------ Limiter
 
-        Returns True when ``interrupt`` was set during the wait (the caller should give up).
-        """
-        delay = self.reserve(tokens)
-        if delay <= 0:
-            return False
-        if interrupt is None:
-            time.sleep(delay)
-            return False
-        return interrupt.wait(delay)
-
-    async def await_turn(self, tokens: int = 0) -> None:
+    async def acquire(self, tokens: int = 0, *, deadline_at: float | None = None) -> None:
         """Suspend the calling task until a request may be sent (never blocks the loop)."""
         delay = self.reserve(tokens)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if delay <= 0:
+            return
+        if deadline_at is not None and self._clock() + delay > deadline_at:
+            raise LimiterDeadline(delay)
+        await asyncio.sleep(delay)
+
+    async def on_rate_limited(self, pause: float, headers: Mapping[str, str]) -> None:
+        """Hold every request for ``pause`` s; learn the minute's budget if the headers say
+        it is spent and no ``Retry-After`` was sent."""
+        spent = any(headers.get(name, "").strip() == "0" for name in self._remaining_headers)
+        told = "retry-after" in headers or "retry-after-ms" in headers
+        if spent and not told:
+            before = self.learned_per_minute
+            held = self.learn_limit(self._headroom)
+            if self.learned_per_minute != before:
+                logger.warning(
+                    "%s: per-minute quota reached; pacing to about %.0f requests/min (pause %.1f s). "
+                    "Set requests_per_minute= to avoid this.",
+                    self._name or "the provider",
+                    self.learned_per_minute or 0,
+                    held,
+                )
+        self.pause(pause)
+
+    def on_success(self) -> None:
+        self.accepted()

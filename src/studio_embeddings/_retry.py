@@ -14,9 +14,11 @@ is attempted at most ``max_retries + 1`` times, never (SDK retries) x (our retri
 
 from __future__ import annotations
 
+import email.utils
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ from tenacity.wait import wait_base
 
 from studio_embeddings._loop import in_thread
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "TransientError"]
+__all__ = ["RETRYABLE_STATUSES", "DeadlineStop", "RetryPolicy", "TransientError", "retry_after"]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 
@@ -44,10 +46,56 @@ class TransientError(Exception):
     ``cause`` is the final error to raise when no attempt is left.
     """
 
-    def __init__(self, cause: BaseException, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        cause: BaseException,
+        *,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.retry_after = retry_after
+        self.headers: Mapping[str, str] = headers or {}
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
+
+    None when neither is sent or neither makes sense (negative, NaN, infinite, unparseable):
+    the policy's backoff applies then.
+
+    >>> retry_after({"retry-after": "2"}), retry_after({"retry-after-ms": "1500"})
+    (2.0, 1.5)
+    >>> retry_after({"retry-after": "nan"}) is None
+    True
+    """
+    ms = headers.get("retry-after-ms")
+    if ms:
+        parsed_ms = _seconds(ms)
+        if parsed_ms is not None:
+            return parsed_ms / 1000.0
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:  # pragma: no cover - Python < 3.10 returned None
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 @dataclass(frozen=True)
@@ -121,19 +169,19 @@ class RetryPolicy:
         self,
         *,
         deadline: float | None = None,
-        before_sleep: Callable[[RetryCallState], None] | None = None,
-        sync_caller: bool = False,
+        before_sleep: Callable[[RetryCallState], Awaitable[None] | None] | None = None,
     ) -> AsyncRetrying:
-        """A tenacity ``AsyncRetrying`` for one request (async path; sleeps without blocking).
+        """A tenacity ``AsyncRetrying`` for one request; it sleeps without blocking the loop.
 
-        ``sync_caller``: the request belongs to a sync call (run on the package's own loop),
-        so the policy's ``sleep`` serves it when no ``async_sleep`` is set; it runs in a
-        worker thread, never blocking the loop.
+        The policy's ``async_sleep`` is used if set; else its blocking ``sleep`` (a test's
+        recorder) runs in a thread of its own; else ``asyncio.sleep``. With a ``deadline``,
+        the retryer's ``stop`` is a :class:`DeadlineStop`, whose ``fired`` says whether the
+        deadline ended the retries.
         """
         kwargs = self._tenacity_kwargs(deadline, before_sleep)
         if self.async_sleep is not None:
             kwargs["sleep"] = self.async_sleep
-        elif sync_caller and self.sleep is not None:
+        elif self.sleep is not None:
             blocking = self.sleep
 
             async def sleep(seconds: float) -> None:
@@ -145,11 +193,11 @@ class RetryPolicy:
     def _tenacity_kwargs(
         self,
         deadline: float | None,
-        before_sleep: Callable[[RetryCallState], None] | None,
+        before_sleep: Callable[[RetryCallState], Any] | None,
     ) -> dict[str, Any]:
         stop: stop_base = stop_after_attempt(self.max_retries + 1)
         if deadline is not None:
-            stop = stop | _StopAtDeadline(deadline)
+            stop = DeadlineStop(deadline, stop)
         kwargs: dict[str, Any] = {
             "stop": stop,
             "wait": _PolicyWait(self),
@@ -171,11 +219,17 @@ class _PolicyWait(wait_base):
         return self.policy.wait_for(retry_state.attempt_number, error)
 
 
-class _StopAtDeadline(stop_base):
-    """Stop when sleeping before the next attempt would end past ``deadline`` (monotonic)."""
+class DeadlineStop(stop_base):
+    """Stop after ``attempts``, or when sleeping before the next attempt would end past
+    ``deadline`` (monotonic); ``fired`` records that the deadline, not the count, stopped it."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, attempts: stop_base) -> None:
         self.deadline = deadline
+        self.attempts = attempts
+        self.fired = False
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return time.monotonic() + retry_state.upcoming_sleep >= self.deadline
+        if self.attempts(retry_state):
+            return True
+        self.fired = time.monotonic() + retry_state.upcoming_sleep >= self.deadline
+        return self.fired

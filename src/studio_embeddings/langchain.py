@@ -19,10 +19,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.load.serializable import Serializable
-from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from typing_extensions import Self
 
+from studio_embeddings import _shell
 from studio_embeddings._client import EmbeddingsClient
 from studio_embeddings._retry import RetryPolicy
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
@@ -37,11 +37,6 @@ _Seconds = Annotated[float, Field(gt=0)]
 _Rate = Annotated[float, Field(ge=0)]
 
 
-def _names(*names: str | None) -> list[str]:
-    """The environment variable names that are set in the provider table."""
-    return [n for n in names if n]
-
-
 class _StudioEmbeddings(Serializable, Embeddings):
     """What both provider classes share: the fields the core needs and the four calls.
 
@@ -52,8 +47,9 @@ class _StudioEmbeddings(Serializable, Embeddings):
 
     _provider: ClassVar[Provider]
 
-    # Declared here with neutral defaults; each provider class re-declares them with its
-    # environment variables and the defaults of its Provider profile.
+    # Declared here with neutral defaults; each provider class re-declares them with the
+    # defaults of its Provider profile. Environment variables are read by the core's settings,
+    # and the values they resolve to are shown on the fields.
     api_key: SecretStr | None = None
     """API key; never shown in ``repr``, ``str``, logs, errors or ``dumpd``."""
     base_url: str | None = None
@@ -92,7 +88,28 @@ class _StudioEmbeddings(Serializable, Embeddings):
     """Advanced: a full :class:`~studio_embeddings.RetryPolicy` (backoff, caps, sleep hooks).
     Its ``max_retries`` applies unless ``max_retries`` is passed too. Not serialized."""
 
-    _client: EmbeddingsClient = PrivateAttr()
+    _client: EmbeddingsClient | None = PrivateAttr(default=None)
+
+    #: field -> core settings keyword; each provider class adds its own fields.
+    _fields: ClassVar[dict[str, str]] = {
+        "api_key": "api_key",
+        "base_url": "base_url",
+        "chunk_size": "batch_size",
+        "max_concurrency": "max_concurrency",
+        "encoding_format": "encoding_format",
+        "requests_per_second": "requests_per_second",
+        "requests_per_minute": "requests_per_minute",
+        "tokens_per_minute": "tokens_per_minute",
+        "timeout": "timeout",
+        "max_retries": "max_retries",
+        "retry_policy": "retry_policy",
+        "deadline": "deadline",
+        "show_progress_bar": "show_progress_bar",
+        "default_headers": "default_headers",
+        "http_client": "http_client",
+        "http_async_client": "http_async_client",
+        "allow_insecure_http": "allow_insecure_http",
+    }
 
     model_config = ConfigDict(
         extra="forbid",
@@ -104,87 +121,79 @@ class _StudioEmbeddings(Serializable, Embeddings):
         hide_input_in_errors=True,
     )
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Built here rather than in the validator, so that a bad setting raises the core's
+        # ConfigurationError as it is, not wrapped in a pydantic ValidationError.
+        _shell.apply(self, self._provider, self._fields)
+
     @classmethod
     def is_lc_serializable(cls) -> bool:
         """Whether ``langchain_core.load.dumpd`` writes constructor kwargs (secrets masked)."""
         return True
 
-    def _core_kwargs(self) -> dict[str, Any]:
-        """The provider class's own settings, as :class:`EmbeddingsClient` keywords."""
-        raise NotImplementedError
-
     @model_validator(mode="after")
-    def validate_environment(self) -> Self:
-        """Build the core client: every setting is checked here, before anything is sent."""
-        self._build_client()
+    def _rebuild_on_assignment(self) -> Self:
+        if (self.__pydantic_private__ or {}).get("_client") is not None:
+            _shell.apply(self, self._provider, self._fields)
         return self
 
-    def _build_client(self) -> None:
-        retries_given = "max_retries" in self.model_fields_set
-        self._client = EmbeddingsClient(
-            self._provider,
-            api_key=self.api_key,
-            base_url=self.base_url,
-            batch_size=self.chunk_size,
-            max_concurrency=self.max_concurrency,
-            encoding_format=self.encoding_format,
-            requests_per_second=self.requests_per_second,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            timeout=self.timeout,
-            max_retries=(self.max_retries if retries_given or self.retry_policy is None else None),
-            retry_policy=self.retry_policy,
-            deadline=self.deadline,
-            show_progress_bar=self.show_progress_bar,
-            default_headers=self.default_headers,
-            http_client=self.http_client,
-            http_async_client=self.http_async_client,
-            allow_insecure_http=self.allow_insecure_http,
-            **self._core_kwargs(),
-        )
+    @property
+    def client(self) -> EmbeddingsClient:
+        """The core client behind this object (built at construction)."""
+        client = (self.__pydantic_private__ or {}).get("_client")
+        return client or _shell.apply(self, self._provider, self._fields)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy; with ``update``, the new settings are checked and get their own core client."""
         copy = super().model_copy(update=update, deep=deep)
-        if update:
-            # pydantic copies without validating: the copy would run the old settings.
-            copy._build_client()
+        if update:  # pydantic copies without validating
+            _shell.apply(copy, self._provider, self._fields)
         return copy
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in type(self).model_fields:
-            super().__setattr__(name, value)
-            return
-        old = self.__dict__.get(name)
-        try:
-            super().__setattr__(name, value)
-        except ValueError:
-            # pydantic stores the value before the model validator refuses it: undo that.
-            self.__dict__[name] = old
-            raise
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         # Live connection pools cannot cross a pickle (the core drops its copies too).
         fields = dict(state["__dict__"])
         fields["http_client"] = fields["http_async_client"] = None
-        return {**state, "__dict__": fields}
+        private = {k: v for k, v in (state.get("__pydantic_private__") or {}).items() if k != "_accepted"}
+        return {**state, "__dict__": fields, "__pydantic_private__": private}
+
+    def close(self) -> None:
+        """Close the connections of sync calls."""
+        self.client.close()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections."""
+        await self.client.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents; one vector per text, in input order. ``[]`` sends nothing."""
-        return self._client.embed(texts, kind="document")
+        return self.client.embed(texts, kind="document")
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one search query (with the query model / instruction where there is one)."""
-        return self._client.embed([text], kind="query")[0]
+        return self.client.embed([text], kind="query")[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async twin of :meth:`embed_documents`: concurrent requests, never blocks the loop."""
-        return await self._client.aembed(texts, kind="document")
+        return await self.client.aembed(texts, kind="document")
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async twin of :meth:`embed_query`."""
-        return (await self._client.aembed([text], kind="query"))[0]
+        return (await self.client.aembed([text], kind="query"))[0]
 
 
 class NebiusEmbeddings(_StudioEmbeddings):
@@ -280,17 +289,11 @@ class NebiusEmbeddings(_StudioEmbeddings):
 
     model: str = NEBIUS.default_doc_model
     """Name of the Nebius embedding model (documents and queries)."""
-    api_key: SecretStr | None = Field(
-        default_factory=secret_from_env(_names(*NEBIUS.api_key_envs), default=None)
-    )
+    api_key: SecretStr | None = None
     """Nebius API key; read from ``NEBIUS_API_KEY`` if not passed."""
-    base_url: str | None = Field(
-        default_factory=from_env(_names(NEBIUS.base_url_env), default=NEBIUS.base_url)
-    )
+    base_url: str | None = None
     """Service root; read from ``NEBIUS_API_BASE``, else the Token Factory URL."""
-    project_id: str | None = Field(
-        default_factory=from_env(_names(NEBIUS.project_env), default=None)
-    )
+    project_id: str | None = None
     """Nebius project id, sent as the ``ai_project_id`` query parameter; read from
     ``NEBIUS_PROJECT_ID`` if not passed. Optional: a key already belongs to a project."""
     dimensions: _Count | None = None
@@ -314,14 +317,14 @@ class NebiusEmbeddings(_StudioEmbeddings):
         """Constructor arguments that ``dumpd`` replaces by a secret id."""
         return {"api_key": NEBIUS.api_key_envs[0]}
 
-    def _core_kwargs(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "project": self.project_id,
-            "dimensions": self.dimensions,
-            "service_tier": self.service_tier,
-            "query_instruction": self.query_instruction,
-        }
+    _fields: ClassVar[dict[str, str]] = {
+        **_StudioEmbeddings._fields,
+        "model": "model",
+        "project_id": "project",
+        "dimensions": "dimensions",
+        "service_tier": "service_tier",
+        "query_instruction": "query_instruction",
+    }
 
 
 class YandexEmbeddings(_StudioEmbeddings):
@@ -422,23 +425,15 @@ class YandexEmbeddings(_StudioEmbeddings):
     """Model for queries."""
     model_version: str = YANDEX.default_model_version
     """Version in the model URI: ``"latest"``, ``"rc"`` or ``"deprecated"``."""
-    folder_id: str | None = Field(
-        default_factory=from_env(_names(YANDEX.project_env), default=None)
-    )
+    folder_id: str | None = None
     """Yandex Cloud folder id (put into the model URI and the ``OpenAI-Project`` header);
     read from ``YC_FOLDER_ID`` if not passed. Required."""
-    api_key: SecretStr | None = Field(
-        default_factory=secret_from_env(_names(*YANDEX.api_key_envs), default=None)
-    )
+    api_key: SecretStr | None = None
     """Service-account API key, sent as ``Authorization: Api-Key``; read from ``YC_API_KEY``."""
-    iam_token: SecretStr | Callable[[], str] | None = Field(
-        default_factory=secret_from_env(_names(YANDEX.token_env), default=None)
-    )
+    iam_token: SecretStr | Callable[[], str] | None = None
     """IAM token sent as ``Authorization: Bearer`` when no API key is set, or a zero-argument
     function returning a fresh one (called again after a 401). Read from ``YC_IAM_TOKEN``."""
-    base_url: str | None = Field(
-        default_factory=from_env(_names(YANDEX.base_url_env), default=YANDEX.base_url)
-    )
+    base_url: str | None = None
     """Service root; read from ``YC_API_BASE``, else ``https://llm.api.cloud.yandex.net/v1``."""
     data_logging: bool | None = None
     """False sends ``x-data-logging-enabled: false`` (do not log request data)."""
@@ -451,29 +446,17 @@ class YandexEmbeddings(_StudioEmbeddings):
     requests_per_second: _Rate | None = YANDEX.requests_per_second
     """Client-side pacing to the folder's quota (10 requests/s by default); 0: unpaced."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _explicit_token_wins(cls, values: Any) -> Any:
-        # An iam_token passed by the caller beats a YC_API_KEY left in the environment.
-        if (
-            isinstance(values, dict)
-            and values.get("iam_token") is not None
-            and values.get("api_key") is None
-        ):
-            return {**values, "api_key": None}
-        return values
-
     @property
     def lc_secrets(self) -> dict[str, str]:
         """Constructor arguments that ``dumpd`` replaces by a secret id."""
         return {"api_key": YANDEX.api_key_envs[0], "iam_token": YANDEX.token_env or "iam_token"}
 
-    def _core_kwargs(self) -> dict[str, Any]:
-        return {
-            "model": self.doc_model,
-            "query_model": self.query_model,
-            "model_version": self.model_version,
-            "project": self.folder_id,
-            "iam_token": self.iam_token,
-            "data_logging": self.data_logging,
-        }
+    _fields: ClassVar[dict[str, str]] = {
+        **_StudioEmbeddings._fields,
+        "doc_model": "model",
+        "query_model": "query_model",
+        "model_version": "model_version",
+        "folder_id": "project",
+        "iam_token": "iam_token",
+        "data_logging": "data_logging",
+    }

@@ -37,8 +37,8 @@ Example:
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -55,7 +55,9 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingEndEvent,
     EmbeddingStartEvent,
 )
+from typing_extensions import Self
 
+from studio_embeddings import _shell
 from studio_embeddings._client import DEFAULT_TIMEOUT, EmbeddingsClient, EmbedResult, Kind
 from studio_embeddings._retry import RetryPolicy
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
@@ -67,8 +69,7 @@ __all__ = ["NebiusEmbedding", "YandexEmbedding"]
 dispatcher = get_dispatcher(__name__)
 
 #: ``embeddings_cache`` collection of documents (LlamaIndex's own name) and of queries (ours).
-_DOC_COLLECTION = "embeddings"
-_QUERY_COLLECTION = "query_embeddings"
+_COLLECTIONS: dict[str, str] = {"document": "embeddings", "query": "query_embeddings"}
 
 
 def _env_doc(provider: Provider, what: str, envs: tuple[str, ...]) -> str:
@@ -137,7 +138,24 @@ class _StudioEmbedding(BaseEmbedding):
     )
 
     _client: EmbeddingsClient | None = PrivateAttr(default=None)
-    _building: bool = PrivateAttr(default=False)
+
+    #: field -> core settings keyword; each provider class adds its own fields.
+    _fields: ClassVar[dict[str, str]] = {
+        "api_key": "api_key",
+        "base_url": "base_url",
+        "encoding_format": "encoding_format",
+        "embed_batch_size": "batch_size",
+        "max_concurrency": "max_concurrency",
+        "timeout": "timeout",
+        "max_retries": "max_retries",
+        "deadline": "deadline",
+        "requests_per_second": "requests_per_second",
+        "requests_per_minute": "requests_per_minute",
+        "tokens_per_minute": "tokens_per_minute",
+        "default_headers": "default_headers",
+        "allow_insecure_http": "allow_insecure_http",
+        "retry_policy": "retry_policy",
+    }
 
     model_config = ConfigDict(
         # A misspelt setting (dimension=256) is an error, not silently ignored.
@@ -145,77 +163,33 @@ class _StudioEmbedding(BaseEmbedding):
         # Errors would otherwise echo every constructor argument, keys included.
         hide_input_in_errors=True,
         protected_namespaces=(),
+        # Assigning a setting rebuilds the core client at once (a refused one changes nothing).
+        validate_assignment=True,
     )
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         # Built here, not in a validator, so a bad setting raises the core's
         # ConfigurationError (a ValueError) as is, not wrapped in a ValidationError.
-        self._client = self._build_client()
+        self._apply()
 
-    # ------------------------------------------------------------ core client
+    def _apply(self) -> EmbeddingsClient:
+        # num_workers is LlamaIndex's own name for parallel requests: a fallback.
+        fallback = {"max_concurrency": self.max_concurrency or self.num_workers}
+        return _shell.apply(self, self._provider, self._fields, fallback)
 
-    def _core_kwargs(self) -> dict[str, Any]:
-        """Shared fields as core keywords; subclasses add their own."""
-        return {
-            "api_key": self.api_key,
-            "base_url": self.base_url,
-            "encoding_format": self.encoding_format,
-            "batch_size": self.embed_batch_size,
-            "max_concurrency": self.max_concurrency or self.num_workers,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "deadline": self.deadline,
-            "requests_per_second": self.requests_per_second,
-            "requests_per_minute": self.requests_per_minute,
-            "tokens_per_minute": self.tokens_per_minute,
-            "default_headers": self.default_headers,
-            "allow_insecure_http": self.allow_insecure_http,
-            "retry_policy": self.retry_policy,
-        }
-
-    def _sync_fields(self, client: EmbeddingsClient) -> None:
-        """Show the resolved settings (env fallbacks, caps, defaults) on the fields."""
-        self.base_url = client.base_url
-        self.encoding_format = client.encoding_format
-        self.embed_batch_size = client.batch_size
-        self.max_concurrency = client.max_concurrency
-        self.max_retries = client.retry_policy.max_retries
-        self.requests_per_second = client.requests_per_second
-        self.requests_per_minute = client.requests_per_minute
-        self.tokens_per_minute = client.tokens_per_minute
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        building = (self.__pydantic_private__ or {}).get("_building", False)
-        if building or name not in type(self).model_fields or name == "callback_manager":
-            # While building, fields only receive the resolved values of that build.
-            super().__setattr__(name, value)
-            return
-        # A changed setting gets a new core client at once; a refused one is undone.
-        old = dict(self.__dict__)
-        super().__setattr__(name, value)
-        try:
-            self._client = self._build_client()
-        except ValueError:
-            self.__dict__.clear()
-            self.__dict__.update(old)
-            raise
+    @model_validator(mode="after")
+    def _rebuild_on_assignment(self) -> Self:
+        if (self.__pydantic_private__ or {}).get("_client") is not None:
+            self._apply()
+        return self
 
     def model_copy(self, *, update: Any = None, deep: bool = False) -> Any:
         """A copy; with ``update``, the new settings are checked and get their own core client."""
         copy = super().model_copy(update=update, deep=deep)
-        if update:
-            copy._client = copy._build_client()
+        if update:  # pydantic copies without validating
+            copy._apply()
         return copy
-
-    def _build_client(self) -> EmbeddingsClient:
-        client = EmbeddingsClient(self._provider, **self._core_kwargs())
-        self._building = True
-        try:
-            self._sync_fields(client)
-        finally:
-            self._building = False
-        return client
 
     @property
     def client(self) -> EmbeddingsClient:
@@ -223,9 +197,34 @@ class _StudioEmbedding(BaseEmbedding):
         # model_validate() and model_construct() skip __init__, and LlamaIndex's pickling
         # drops what it cannot pickle (a lambda iam_token): build it then, or say what is missing.
         client = (self.__pydantic_private__ or {}).get("_client")
-        if client is None:
-            client = self._client = self._build_client()
-        return client
+        return client or self._apply()
+
+    def __getstate__(self) -> dict[str, Any]:
+        _shell.check_picklable(self)
+        state: dict[str, Any] = super().__getstate__()
+        private = state.get("__pydantic_private__") or {}
+        state["__pydantic_private__"] = {k: v for k, v in private.items() if k != "_accepted"}
+        return state
+
+    def close(self) -> None:
+        """Close the connections of sync calls."""
+        self.client.close()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections."""
+        await self.client.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def to_payload(self) -> dict[str, Any]:
         """Non-secret description for callback and instrumentation events."""
@@ -253,111 +252,111 @@ class _StudioEmbedding(BaseEmbedding):
 
     def get_query_embedding(self, query: str) -> Embedding:
         """Embed one query with the query model (and, for Nebius, the query instruction)."""
-        return self._embed([query], "query", show_progress=False)[0]
+        return self._embed([query], "query", False)[0]
 
     async def aget_query_embedding(self, query: str) -> Embedding:
         """Async twin of :meth:`get_query_embedding`."""
-        return (await self._aembed([query], "query", show_progress=False))[0]
+        return (await self._aembed([query], "query", False))[0]
 
     def get_text_embedding(self, text: str) -> Embedding:
         """Embed one document text with the document model."""
-        return self._embed([text], "document", show_progress=False)[0]
+        return self._embed([text], "document", False)[0]
 
     async def aget_text_embedding(self, text: str) -> Embedding:
         """Async twin of :meth:`get_text_embedding`."""
-        return (await self._aembed([text], "document", show_progress=False))[0]
+        return (await self._aembed([text], "document", False))[0]
 
     def get_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Embed document texts in one core call: batched, bounded, paced, in input order."""
-        return self._embed(_as_list(texts), "document", show_progress=show_progress)
+        return self._embed(_as_list(texts), "document", show_progress)
 
     async def aget_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Async twin of :meth:`get_text_embedding_batch`; never blocks the event loop."""
-        return await self._aembed(_as_list(texts), "document", show_progress=show_progress)
+        return await self._aembed(_as_list(texts), "document", show_progress)
 
     # ------------------------------------------------------------ one call
+    # Each public method is one core call, with LlamaIndex's events around it and its cache
+    # in front of it; the sync and async drivers differ only in the awaits.
 
-    def _embed(self, texts: list[str], kind: Kind, *, show_progress: bool) -> list[Embedding]:
-        if not texts:
-            return []
+    @contextmanager
+    def _events(self, texts: list[str]) -> Iterator[_Outcome]:
         model_dict = self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
+        outcome = _Outcome()
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
         ) as event:
-            vectors, result = self._embed_cached(texts, kind, show_progress)
-            event.on_end(payload=_end_payload(texts, vectors, result))
-        dispatcher.event(_end_event(texts, vectors))
-        return vectors
+            yield outcome
+            event.on_end(payload=_end_payload(texts, outcome.vectors, outcome.result))
+        dispatcher.event(_end_event(texts, outcome.vectors))
 
-    async def _aembed(
-        self, texts: list[str], kind: Kind, *, show_progress: bool
-    ) -> list[Embedding]:
+    def _embed(self, texts: list[str], kind: Kind, show_progress: bool) -> list[Embedding]:
         if not texts:
             return []
-        model_dict = self.to_payload()
-        dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
-        with self.callback_manager.event(
-            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
-        ) as event:
-            vectors, result = await self._aembed_cached(texts, kind, show_progress)
-            event.on_end(payload=_end_payload(texts, vectors, result))
-        dispatcher.event(_end_event(texts, vectors))
-        return vectors
+        cache, collection = self.embeddings_cache, _COLLECTIONS[kind]
+        with self._events(texts) as outcome:
+            found = [cache.get(key=t, collection=collection) for t in texts] if cache else []
+            todo = outcome.start(texts, found)
+            if todo:
+                if self.rate_limiter is not None:
+                    for tokens in self.client.request_tokens(todo):
+                        self.rate_limiter.acquire(tokens)
+                result = self.client.embed_with_result(todo, kind, show_progress_bar=show_progress or None)
+                for text, vec in outcome.finish(result):
+                    if cache is not None:
+                        cache.put(key=text, val={"vector": vec}, collection=collection)
+        return outcome.vectors
 
-    def _embed_cached(
-        self, texts: list[str], kind: Kind, show_progress: bool
-    ) -> tuple[list[Embedding], EmbedResult | None]:
-        cache = self.embeddings_cache
-        collection = _QUERY_COLLECTION if kind == "query" else _DOC_COLLECTION
-        out: list[Embedding | None] = [None] * len(texts)
-        if cache is not None:
-            for i, text in enumerate(texts):
-                out[i] = _cached_vector(cache.get(key=text, collection=collection))
-        missing = [i for i, v in enumerate(out) if v is None]
-        result = None
-        if missing:
-            todo = [texts[i] for i in missing]
-            if self.rate_limiter is not None:
-                for tokens in self.client.request_tokens(todo):
-                    self.rate_limiter.acquire(tokens)
-            result = self.client.embed_with_result(
-                todo, kind, show_progress_bar=show_progress or None
-            )
-            for i, vec in zip(missing, result.vectors, strict=True):
-                out[i] = vec
-                if cache is not None:
-                    cache.put(key=texts[i], val={"vector": vec}, collection=collection)
-        return _filled(out), result
+    async def _aembed(self, texts: list[str], kind: Kind, show_progress: bool) -> list[Embedding]:
+        if not texts:
+            return []
+        cache, collection = self.embeddings_cache, _COLLECTIONS[kind]
+        with self._events(texts) as outcome:
+            found = [await cache.aget(key=t, collection=collection) for t in texts] if cache else []
+            todo = outcome.start(texts, found)
+            if todo:
+                if self.rate_limiter is not None:
+                    for tokens in self.client.request_tokens(todo):
+                        await self.rate_limiter.async_acquire(tokens)
+                result = await self.client.aembed_with_result(
+                    todo, kind, show_progress_bar=show_progress or None
+                )
+                for text, vec in outcome.finish(result):
+                    if cache is not None:
+                        await cache.aput(key=text, val={"vector": vec}, collection=collection)
+        return outcome.vectors
 
-    async def _aembed_cached(
-        self, texts: list[str], kind: Kind, show_progress: bool
-    ) -> tuple[list[Embedding], EmbedResult | None]:
-        cache = self.embeddings_cache
-        collection = _QUERY_COLLECTION if kind == "query" else _DOC_COLLECTION
-        out: list[Embedding | None] = [None] * len(texts)
-        if cache is not None:
-            for i, text in enumerate(texts):
-                out[i] = _cached_vector(await cache.aget(key=text, collection=collection))
-        missing = [i for i, v in enumerate(out) if v is None]
-        result = None
-        if missing:
-            todo = [texts[i] for i in missing]
-            if self.rate_limiter is not None:
-                for tokens in self.client.request_tokens(todo):
-                    await self.rate_limiter.async_acquire(tokens)
-            result = await self.client.aembed_with_result(
-                todo, kind, show_progress_bar=show_progress or None
-            )
-            for i, vec in zip(missing, result.vectors, strict=True):
-                out[i] = vec
-                if cache is not None:
-                    await cache.aput(key=texts[i], val={"vector": vec}, collection=collection)
-        return _filled(out), result
+
+class _Outcome:
+    """One call's vectors: those the cache had, then those the core sent back."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.slots: list[Embedding | None] = []
+        self.missing: list[int] = []
+        self.result: EmbedResult | None = None
+
+    def start(self, texts: list[str], cached: list[dict[str, Any] | None]) -> list[str]:
+        """Take what the cache had; return the texts still to embed."""
+        self.texts = texts
+        self.slots = [_cached_vector(entry) for entry in cached] if cached else [None] * len(texts)
+        self.missing = [i for i, v in enumerate(self.slots) if v is None]
+        return [texts[i] for i in self.missing]
+
+    def finish(self, result: EmbedResult) -> Iterator[tuple[str, Embedding]]:
+        """Place the core's vectors; yield (text, vector) pairs for the cache."""
+        self.result = result
+        for i, vec in zip(self.missing, result.vectors, strict=True):
+            self.slots[i] = vec
+            yield self.texts[i], vec
+
+    @property
+    def vectors(self) -> list[Embedding]:
+        return [v for v in self.slots if v is not None]
 
 
 def _end_event(texts: list[str], vectors: list[Embedding]) -> EmbeddingEndEvent:
@@ -378,10 +377,6 @@ def _cached_vector(entry: dict[str, Any] | None) -> Embedding | None:
     if not entry:
         return None
     return list(next(iter(entry.values())))
-
-
-def _filled(out: list[Embedding | None]) -> list[Embedding]:
-    return [v for v in out if v is not None]
 
 
 def _end_payload(
@@ -476,20 +471,14 @@ class NebiusEmbedding(_StudioEmbedding):
         """Serialization id."""
         return "NebiusEmbedding"
 
-    def _core_kwargs(self) -> dict[str, Any]:
-        return {
-            **super()._core_kwargs(),
-            "model": self.model_name,
-            "project": self.project_id,
-            "dimensions": self.dimensions,
-            "service_tier": self.service_tier,
-            "query_instruction": self.query_instruction,
-        }
-
-    def _sync_fields(self, client: EmbeddingsClient) -> None:
-        super()._sync_fields(client)
-        self.model_name = client.model
-        self.project_id = client.project
+    _fields: ClassVar[dict[str, str]] = {
+        **_StudioEmbedding._fields,
+        "model_name": "model",
+        "project_id": "project",
+        "dimensions": "dimensions",
+        "service_tier": "service_tier",
+        "query_instruction": "query_instruction",
+    }
 
 
 class YandexEmbedding(_StudioEmbedding):
@@ -607,34 +596,17 @@ class YandexEmbedding(_StudioEmbedding):
         """Serialization id."""
         return "YandexEmbedding"
 
-    def __getstate__(self) -> dict[str, Any]:
-        # LlamaIndex's __getstate__ deletes what it cannot pickle from the live object itself;
-        # a copy (and this object) without its token cannot work, so refuse first.
-        try:
-            pickle.dumps(self.iam_token)
-        except Exception as e:
-            msg = (
-                "iam_token cannot be pickled (a lambda or closure?): pass a module-level "
-                "function, or set YC_IAM_TOKEN in the process that unpickles."
-            )
-            raise pickle.PicklingError(msg) from e
-        state: dict[str, Any] = super().__getstate__()
-        return state
+    _fields: ClassVar[dict[str, str]] = {
+        **_StudioEmbedding._fields,
+        "iam_token": "iam_token",
+        "folder_id": "project",
+        "doc_model": "model",
+        "query_model": "query_model",
+        "model_version": "model_version",
+        "data_logging": "data_logging",
+    }
 
-    def _core_kwargs(self) -> dict[str, Any]:
-        return {
-            **super()._core_kwargs(),
-            "iam_token": self.iam_token,
-            "project": self.folder_id,
-            "model": self.doc_model,
-            "query_model": self.query_model,
-            "model_version": self.model_version,
-            "data_logging": self.data_logging,
-        }
-
-    def _sync_fields(self, client: EmbeddingsClient) -> None:
-        super()._sync_fields(client)
-        self.folder_id = client.project
-        self.doc_model = self.model_name = client.model
-        self.query_model = client.query_model
-        self.model_version = client.model_version
+    @model_validator(mode="after")
+    def _model_name_mirrors_doc_model(self) -> Self:
+        self.__dict__["model_name"] = self.doc_model
+        return self

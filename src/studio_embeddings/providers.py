@@ -174,6 +174,11 @@ class Provider:
         }
         return (_make_provider, (values,))
 
+    @property
+    def credential_envs(self) -> tuple[str, ...]:
+        """Every variable a credential may come from: the key variables, then the token's."""
+        return self.api_key_envs + ((self.token_env,) if self.token_env else ())
+
     def wire_model(self, model: str, *, project: str | None, version: str | None = None) -> str:
         """The ``model`` value sent on the wire for ``model``.
 
@@ -293,7 +298,7 @@ def credential_help(providers: Mapping[str, Provider] = PROVIDERS) -> str:
     """One line per provider: the variables it needs, then the optional ones (for help texts)."""
     rows = []
     for name, p in sorted(providers.items()):
-        keys = " or ".join(p.api_key_envs + ((p.token_env,) if p.token_env else ()))
+        keys = " or ".join(p.credential_envs)
         needed = [keys] + ([p.project_env] if p.project_required and p.project_env else [])
         optional = [e for e in (None if p.project_required else p.project_env, p.base_url_env) if e]
         rows.append(

@@ -365,29 +365,34 @@ def test_unparseable_retry_after_falls_back_to_backoff(emulator: Any) -> None:
     assert len(emulator.requests) == 2
 
 
-def test_sync_calls_run_on_the_package_loop_unless_given_an_http_client(emulator: Any) -> None:
-    threads: list[str] = []
+def test_sync_calls_run_on_the_package_loop_unless_given_an_http_client(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio_embeddings import _client
 
-    def recording(client: EmbeddingsClient) -> EmbeddingsClient:
-        store = client._store
+    answers: list[str] = []
+    parse = _client.parse_answer
 
-        def spy(*args: Any) -> None:
-            threads.append(threading.current_thread().name)
-            store(*args)
+    def spy(*args: Any) -> Any:
+        answers.append(threading.current_thread().name)
+        return parse(*args)
 
-        client._store = spy  # type: ignore[method-assign]
-        return client
-
-    own = recording(nebius(emulator, batch_size=2))
+    monkeypatch.setattr(_client, "parse_answer", spy)
+    own = nebius(emulator, batch_size=2)
     assert own.embed(texts(6)) == [embed_text("nebius", QWEN, t) for t in texts(6)]
-    assert set(threads) == {"studio-embeddings-loop"}
-    threads.clear()
-    with openai.DefaultHttpxClient() as http:
-        recording(nebius(emulator, batch_size=2, http_client=http)).embed(texts(6))
-    assert len(threads) == 3
-    assert all(name.startswith("studio-embeddings_") for name in threads)  # the pool's threads
+    assert answers == ["studio-embeddings-loop"] * 3
+    answers.clear()
+    sent: list[str] = []
+    hooks = {"request": [lambda request: sent.append(threading.current_thread().name)]}
+    with openai.DefaultHttpxClient(event_hooks=hooks) as http:
+        client = nebius(emulator, batch_size=2, http_client=http)
+        assert client.embed(texts(6)) == [embed_text("nebius", QWEN, t) for t in texts(6)]
+    # The same engine on the package loop; the user's client sends from worker threads.
+    assert answers == ["studio-embeddings-loop"] * 3
+    assert len(sent) == 3
+    assert all(name.startswith("studio-embeddings_") for name in sent)
     own.close()
-    assert own._async_clients == {}  # closed on the loop it was bound to
+    assert own.transport.loops == 0  # closed on the loop it was bound to
 
 
 async def test_a_sync_call_works_inside_a_running_loop(emulator: Any) -> None:
@@ -479,7 +484,6 @@ def test_sync_calls_after_interpreter_shutdown_began_use_threads(
 
     monkeypatch.setattr(_loop, "_shut_down", True)  # as after our atexit hook ran
     client = nebius(emulator, batch_size=2)
-    assert not client._sync_on_loop()
     assert client.embed(texts(5)) == [embed_text("nebius", QWEN, t) for t in texts(5)]
 
 
@@ -510,7 +514,7 @@ def test_async_clients_of_finished_loops_are_dropped(emulator: Any) -> None:
     client = nebius(emulator)
     for _ in range(4):
         asyncio.run(client.aembed(["x"]))
-    assert len(client._async_clients) == 1
+    assert client.transport.loops == 1
 
 
 @pytest.mark.parametrize(

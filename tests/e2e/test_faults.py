@@ -122,7 +122,7 @@ def test_timeout_is_a_setting_and_retried(emulator: Any) -> None:
 def test_default_timeout_is_sane() -> None:
     client = EmbeddingsClient("nebius", api_key="k")
     assert 0 < client.timeout <= 120
-    assert client.sync_client().timeout == client.timeout
+    assert client.transport.sync_client().timeout == client.timeout
 
 
 def test_one_failed_request_fails_the_whole_call(emulator: Any) -> None:

@@ -10,7 +10,10 @@ from array import array
 import pytest
 
 from studio_embeddings import NEBIUS, YANDEX, ConfigurationError, EmbeddingsClient
-from studio_embeddings._client import _decode, _parse_body, _retry_after
+from studio_embeddings._retry import retry_after as _retry_after
+from studio_embeddings._wire import ListRows, parse_answer, plan, request_kwargs
+from studio_embeddings._wire import decode as _decode
+from studio_embeddings._wire import parse_body as _parse_body
 from studio_embeddings.errors import ResponseError
 
 
@@ -31,10 +34,10 @@ def test_argument_beats_env_beats_default(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("NEBIUS_API_BASE", "https://env.example/v1")
     monkeypatch.setenv("NEBIUS_PROJECT_ID", "project-env")
     client = nebius()
-    assert client.base_url == "https://env.example/v1/"
+    assert client.base_url == "https://env.example/v1"
     assert client.project == "project-env"
     client = nebius(base_url="https://arg.example/v1", project="project-arg")
-    assert client.base_url == "https://arg.example/v1/"
+    assert client.base_url == "https://arg.example/v1"
     assert client.project == "project-arg"
 
 
@@ -44,20 +47,20 @@ def test_key_from_provider_env_never_openai(monkeypatch: pytest.MonkeyPatch) -> 
         EmbeddingsClient("nebius")
     monkeypatch.setenv("NEBIUS_API_KEY", "nb-env")
     client = EmbeddingsClient("nebius")
-    assert client._credential.header() == "Bearer nb-env"
+    assert client.settings.credential.header() == "Bearer nb-env"
 
 
 def test_yandex_credentials_and_schemes(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert yandex()._credential.header() == "Api-Key yc-secret-key"
+    assert yandex().settings.credential.header() == "Api-Key yc-secret-key"
     token = EmbeddingsClient("yandex", iam_token="t1.iam", project="b1g")
-    assert token._credential.header() == "Bearer t1.iam"
+    assert token.settings.credential.header() == "Bearer t1.iam"
     monkeypatch.setenv("YC_IAM_TOKEN", "t1.env")
     monkeypatch.setenv("YC_FOLDER_ID", "b1genv")
     from_env = EmbeddingsClient("yandex")
-    assert from_env._credential.header() == "Bearer t1.env"
+    assert from_env.settings.credential.header() == "Bearer t1.env"
     assert from_env.project == "b1genv"
     monkeypatch.setenv("YC_API_KEY", "key-env")
-    assert EmbeddingsClient("yandex")._credential.header() == "Api-Key key-env"
+    assert EmbeddingsClient("yandex").settings.credential.header() == "Api-Key key-env"
 
 
 def test_callable_token_is_fetched_lazily_and_refreshed() -> None:
@@ -69,10 +72,10 @@ def test_callable_token_is_fetched_lazily_and_refreshed() -> None:
 
     client = EmbeddingsClient("yandex", iam_token=fresh, project="b1g")
     assert calls == []
-    assert client._credential.header() == "Bearer token-1"
-    assert client._credential.header() == "Bearer token-1"
-    client._credential.refresh()
-    assert client._credential.header() == "Bearer token-2"
+    assert client.settings.credential.header() == "Bearer token-1"
+    assert client.settings.credential.header() == "Bearer token-1"
+    client.settings.credential.refresh()
+    assert client.settings.credential.header() == "Bearer token-2"
 
 
 def test_missing_settings_name_the_fix() -> None:
@@ -149,17 +152,17 @@ def test_max_retries_overrides_the_policy() -> None:
 
 def test_no_secret_in_repr_str_or_pickle_text() -> None:
     client = yandex()
-    for text in (repr(client), str(client), repr(client._credential), repr(vars(client))):
+    for text in (repr(client), str(client), repr(client.settings.credential), repr(vars(client))):
         assert "yc-secret-key" not in text
 
 
 def test_client_pickles_and_keeps_settings() -> None:
     client = nebius(project="p1", dimensions=64, batch_size=7)
-    client.sync_client()
+    client.transport.sync_client()
     copy = pickle.loads(pickle.dumps(client))
     assert (copy.project, copy.dimensions, copy.batch_size) == ("p1", 64, 7)
-    assert copy._sync_client is None
-    assert copy._credential.header() == "Bearer nb-secret-key"
+    assert copy.transport._sync_client is None
+    assert copy.settings.credential.header() == "Bearer nb-secret-key"
 
 
 def test_client_kwargs_never_inherit_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +170,7 @@ def test_client_kwargs_never_inherit_openai_env(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-x")
     monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")
     monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Leak: 1\nOpenAI-Beta: yes")
-    sdk = yandex().sync_client()
+    sdk = yandex().transport.sync_client()
     headers = sdk.default_headers
     assert headers["OpenAI-Project"] == "b1gfolder"
     assert "org-x" not in str(headers)
@@ -212,7 +215,7 @@ def test_query_instruction_applies_to_queries_only() -> None:
         (["ok", "  \n\t"], ValueError, r"texts\[1\] is empty"),
         (["ok", None], TypeError, r"texts\[1\] is NoneType"),
         ([3], TypeError, r"texts\[0\] is int"),
-        ("a string", TypeError, "not a single string"),
+        ("a string", TypeError, "a single string"),
     ],
 )
 def test_bad_texts_are_refused_before_sending(texts: object, error: type, match: str) -> None:
@@ -227,15 +230,16 @@ def test_texts_are_never_altered() -> None:
 
 def test_batches_cover_every_text_once() -> None:
     client = nebius(batch_size=3)
-    batches = client._batches([str(i) for i in range(10)])
+    batches = plan([str(i) for i in range(10)], client.settings.batch_size)
     assert [b.start for b in batches] == [0, 3, 6, 9]
     assert [t for b in batches for t in b.texts] == [str(i) for i in range(10)]
 
 
 def test_request_kwargs_are_explicit() -> None:
     client = nebius(dimensions=256, service_tier="flex", user="u1")
-    batch = client._batches(["a", "b"])[0]
-    kwargs = client._request_kwargs(batch, "Qwen/Qwen3-Embedding-8B", 5.0)
+    batch = plan(["a", "b"], client.settings.batch_size)[0]
+    auth = client.settings.credential.header()
+    kwargs = request_kwargs(client.settings, batch, "Qwen/Qwen3-Embedding-8B", 5.0, auth)
     assert kwargs["encoding_format"] == "base64"
     # The list rides in the body extras (which replace the placeholder) to skip the SDK's
     # per-item transform; the e2e tests check the body that reaches the wire.
@@ -244,7 +248,8 @@ def test_request_kwargs_are_explicit() -> None:
     assert kwargs["user"] == "u1"
     assert kwargs["extra_headers"] == {"Authorization": "Bearer nb-secret-key"}
     one = yandex()
-    kwargs = one._request_kwargs(one._batches(["a"])[0], "emb://x/text-search-doc/latest", 5.0)
+    auth = one.settings.credential.header()
+    kwargs = request_kwargs(one.settings, plan(["a"], 1)[0], "emb://x/text-search-doc/latest", 5.0, auth)
     assert kwargs["input"] == "a"
     assert kwargs["encoding_format"] == "float"
 
@@ -314,10 +319,12 @@ def test_parse_body_leaves_escaped_and_float_values_to_json() -> None:
 
 
 def _store(client: EmbeddingsClient, texts: list[str], body: object) -> list[list[float]]:
-    state = client._new_state(len(texts), "m")
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    client._store(state, client._batches(texts)[0], raw, 1)
-    return client._result(state).vectors
+    rows = ListRows(len(texts))
+    answer = parse_answer(raw, len(texts), "P")
+    for row, embedding in enumerate(answer.embeddings):
+        rows.put(row, embedding, answer.lifted, "P")
+    return rows.vectors()
 
 
 def test_store_places_vectors_by_index_and_checks_the_answer() -> None:
@@ -347,4 +354,4 @@ def test_retry_after_headers() -> None:
 def test_explicit_token_beats_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YC_API_KEY", "key-env")
     client = EmbeddingsClient("yandex", iam_token="t1.explicit", project="b1g")
-    assert client._credential.header() == "Bearer t1.explicit"
+    assert client.settings.credential.header() == "Bearer t1.explicit"

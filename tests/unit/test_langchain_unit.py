@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from pytest_socket import SocketBlockedError, disable_socket, enable_socket
 
 from studio_embeddings import NEBIUS, YANDEX, RetryPolicy
+from studio_embeddings._transport import client_kwargs
 from studio_embeddings.langchain import NebiusEmbeddings, YandexEmbeddings
 
 NB_KEY = "nb-unit-secret-key-1234"
@@ -132,7 +133,7 @@ def test_nebius_defaults_come_from_the_provider_table() -> None:
     assert emb.requests_per_second == NEBIUS.requests_per_second
     assert emb.max_retries == RetryPolicy().max_retries == 5
     assert emb.project_id is None
-    client = emb._client
+    client = emb.client
     assert client.provider is NEBIUS
     assert client.model_for("document") == client.model_for("query") == emb.model
     assert client.batch_size == NEBIUS.default_batch_size
@@ -148,10 +149,10 @@ def test_yandex_defaults_come_from_the_provider_table() -> None:
     assert emb.chunk_size == YANDEX.default_batch_size == 1
     assert emb.requests_per_second == YANDEX.requests_per_second == 10
     assert emb.encoding_format == "float"
-    client = emb._client
+    client = emb.client
     assert client.model_for("document") == "emb://b1gunitfolder/text-search-doc/latest"
     assert client.model_for("query") == "emb://b1gunitfolder/text-search-query/latest"
-    assert client.pacer.limited
+    assert client.limiter.limited
 
 
 def test_service_tier_literal_matches_provider_data() -> None:
@@ -181,8 +182,8 @@ def test_every_shared_field_reaches_the_core() -> None:
         requests_per_minute=120,
         tokens_per_minute=10_000,
     )
-    client = emb._client
-    assert client.base_url == "https://nebius.example/v1/"
+    client = emb.client
+    assert client.base_url == "https://nebius.example/v1"
     assert client.timeout == 7.5
     assert client.retry_policy.max_retries == 2
     assert client.batch_size == 3
@@ -196,7 +197,7 @@ def test_every_shared_field_reaches_the_core() -> None:
     assert (client.requests_per_second, client.requests_per_minute) == (4, 120)
     assert client.tokens_per_minute == 10_000
     # The token limiter is live: a call larger than its burst has to wait.
-    assert client.pacer.reserve(tokens=10_000, now=0.0) > 0
+    assert client.limiter.reserve(tokens=10_000, now=0.0) > 0
     sync_http.close()
 
 
@@ -207,19 +208,19 @@ def test_nebius_fields_reach_the_core() -> None:
         service_tier="flex",
         query_instruction="Find the recipe",
     )
-    client = emb._client
+    client = emb.client
     assert client.model == "intfloat/e5-mistral-7b-instruct"
     assert client.project == "project-1"
     assert client.service_tier == "flex"
     assert client.prepare(["soup"], "query") == ["Instruct: Find the recipe\nQuery: soup"]
     assert client.prepare(["soup"], "document") == ["soup"]
-    assert nebius(dimensions=512)._client.dimensions == 512
+    assert nebius(dimensions=512).client.dimensions == 512
 
 
 def test_nebius_query_instruction_default_and_off() -> None:
     task = NEBIUS.default_query_task
-    assert nebius()._client.prepare(["q"], "query") == [f"Instruct: {task}\nQuery:q"]
-    assert nebius(query_instruction="")._client.prepare(["q"], "query") == ["q"]
+    assert nebius().client.prepare(["q"], "query") == [f"Instruct: {task}\nQuery:q"]
+    assert nebius(query_instruction="").client.prepare(["q"], "query") == ["q"]
 
 
 def test_yandex_fields_reach_the_core() -> None:
@@ -231,27 +232,27 @@ def test_yandex_fields_reach_the_core() -> None:
         chunk_size=50,
         requests_per_second=0,
     )
-    client = emb._client
+    client = emb.client
     assert client.model_for("document") == "emb://b1gunitfolder/text-search-query/rc"
     assert client.model_for("query") == "emb://b1gunitfolder/text-search-doc/rc"
     assert client.data_logging is False
     assert client.batch_size == 1  # capped at Yandex's one input per request
-    assert not client.pacer.limited
-    assert client._client_kwargs()["default_headers"]["x-data-logging-enabled"] == "false"
-    assert "x-data-logging-enabled" not in yandex()._client._client_kwargs()["default_headers"]
+    assert not client.limiter.limited
+    assert client_kwargs(client.settings)["default_headers"]["x-data-logging-enabled"] == "false"
+    assert "x-data-logging-enabled" not in client_kwargs(yandex().client.settings)["default_headers"]
 
 
 def test_yandex_accepts_model_as_the_document_model() -> None:
     emb = yandex(model="text-search-query")
     assert emb.doc_model == "text-search-query"
-    assert emb._client.model_for("document").endswith("/text-search-query/latest")
+    assert emb.client.model_for("document").endswith("/text-search-query/latest")
 
 
 def test_yandex_credentials() -> None:
-    assert yandex()._client._credential.header() == f"Api-Key {YC_KEY}"
+    assert yandex().client.settings.credential.header() == f"Api-Key {YC_KEY}"
     token = yandex(api_key=None, iam_token=YC_TOKEN)
     assert isinstance(token.iam_token, SecretStr)
-    assert token._client._credential.header() == f"Bearer {YC_TOKEN}"
+    assert token.client.settings.credential.header() == f"Bearer {YC_TOKEN}"
     calls: list[int] = []
 
     def source() -> str:
@@ -261,7 +262,7 @@ def test_yandex_credentials() -> None:
     refreshing = yandex(api_key=None, iam_token=source)
     assert refreshing.iam_token is source
     assert calls == []  # nothing is fetched before the first request
-    assert refreshing._client._credential.header() == "Bearer t1.fresh-1"
+    assert refreshing.client.settings.credential.header() == "Bearer t1.fresh-1"
 
 
 def test_yandex_explicit_token_beats_env_key_in_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,29 +274,29 @@ def test_yandex_explicit_token_beats_env_key_in_the_shell(monkeypatch: pytest.Mo
 def test_yandex_explicit_token_beats_env_key_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YC_API_KEY", "yc-env-key")
     emb = YandexEmbeddings(iam_token=YC_TOKEN, folder_id="b1g")
-    assert emb._client._credential.header() == f"Bearer {YC_TOKEN}"
+    assert emb.client.settings.credential.header() == f"Bearer {YC_TOKEN}"
 
 
 def test_retry_policy_and_max_retries() -> None:
     fast = RetryPolicy(max_retries=1, initial_wait=0.001, max_wait=0.01)
-    assert nebius(retry_policy=fast)._client.retry_policy is fast
-    combined = nebius(retry_policy=fast, max_retries=3)._client.retry_policy
+    assert nebius(retry_policy=fast).client.retry_policy is fast
+    combined = nebius(retry_policy=fast, max_retries=3).client.retry_policy
     assert (combined.max_retries, combined.initial_wait) == (3, 0.001)
-    assert nebius(max_retries=0)._client.retry_policy.max_retries == 0
+    assert nebius(max_retries=0).client.retry_policy.max_retries == 0
 
 
 def test_allow_insecure_http() -> None:
     with pytest.raises(ValueError, match="allow_insecure_http"):
         nebius(base_url="http://gateway.internal/v1")
     emb = nebius(base_url="http://gateway.internal/v1", allow_insecure_http=True)
-    assert emb._client.base_url == "http://gateway.internal/v1/"
-    assert nebius(base_url="http://127.0.0.1:9/v1")._client.base_url.startswith("http://127")
+    assert emb.client.base_url == "http://gateway.internal/v1"
+    assert nebius(base_url="http://127.0.0.1:9/v1").client.base_url.startswith("http://127")
 
 
 def test_assignment_rebuilds_the_client_and_a_refused_one_changes_nothing() -> None:
     emb = nebius()
     emb.chunk_size = 5
-    assert emb._client.batch_size == 5
+    assert emb.client.batch_size == 5
     with pytest.raises(ValueError, match="chunk_size"):
         emb.chunk_size = 0
     with pytest.raises(ValueError, match="service_tier"):
@@ -303,19 +304,19 @@ def test_assignment_rebuilds_the_client_and_a_refused_one_changes_nothing() -> N
     y = yandex()
     with pytest.raises(ValueError, match="encoding_format"):
         y.encoding_format = "base64"
-    assert (emb.chunk_size, emb._client.batch_size, emb.service_tier) == (5, 5, None)
-    assert (y.encoding_format, y._client.encoding_format) == ("float", "float")
+    assert (emb.chunk_size, emb.client.batch_size, emb.service_tier) == (5, 5, None)
+    assert (y.encoding_format, y.client.encoding_format) == ("float", "float")
 
 
 def test_copies_get_a_client_of_their_own_settings() -> None:
     emb = nebius()
     updated = emb.model_copy(update={"chunk_size": 2})
-    assert (updated._client.batch_size, emb._client.batch_size) == (2, 64)
+    assert (updated.client.batch_size, emb.client.batch_size) == (2, 64)
     with pytest.raises(ValueError, match="service_tier"):
         emb.model_copy(update={"service_tier": "gold"})
     deep = copy.deepcopy(emb)
-    assert deep._client is not emb._client
-    assert deep._client._credential.header() == f"Bearer {NB_KEY}"
+    assert deep.client is not emb.client
+    assert deep.client.settings.credential.header() == f"Bearer {NB_KEY}"
 
 
 # ------------------------------------------------------------------ env vars
@@ -330,15 +331,15 @@ def test_env_fallbacks_and_arguments_win(monkeypatch: pytest.MonkeyPatch) -> Non
     assert env.api_key.get_secret_value() == "nb-env"
     assert (env.base_url, env.project_id) == ("https://env.example/v1", "project-env")
     arg = NebiusEmbeddings(api_key="nb-arg", base_url="https://arg.example/v1", project_id="p")
-    assert arg._client._credential.header() == "Bearer nb-arg"
-    assert (arg._client.base_url, arg._client.project) == ("https://arg.example/v1/", "p")
+    assert arg.client.settings.credential.header() == "Bearer nb-arg"
+    assert (arg.client.base_url, arg.client.project) == ("https://arg.example/v1", "p")
 
     monkeypatch.setenv("YC_API_KEY", "yc-env")
     monkeypatch.setenv("YC_FOLDER_ID", "b1genv")
     monkeypatch.setenv("YC_API_BASE", "https://yc-env.example/v1")
     y = YandexEmbeddings()
-    assert y._client._credential.header() == "Api-Key yc-env"
-    assert (y._client.project, y._client.base_url) == ("b1genv", "https://yc-env.example/v1/")
+    assert y.client.settings.credential.header() == "Api-Key yc-env"
+    assert (y.client.project, y.client.base_url) == ("b1genv", "https://yc-env.example/v1")
 
 
 def test_openai_env_is_never_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,7 +412,7 @@ def _all_text(obj: Any) -> str:
 def test_no_secret_in_repr_str_or_dumps(emb: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         obj = emb()
-        text = _all_text(obj) + repr(obj._client) + repr(obj._client._credential)
+        text = _all_text(obj) + repr(obj._client) + repr(obj.client.settings.credential)
     for secret in (NB_KEY, YC_KEY, YC_TOKEN):
         assert secret not in text
         assert secret not in caplog.text
@@ -460,14 +461,14 @@ def test_pickle_round_trip_offline() -> None:
     copy = pickle.loads(pickle.dumps(emb))
     assert copy.model_dump(exclude={"http_client"}) == emb.model_dump(exclude={"http_client"})
     assert copy.http_client is None  # live pools stay behind; the copy builds its own
-    assert (copy._client.batch_size, copy._client.project) == (3, "p1")
-    assert copy._client._credential.header() == f"Bearer {NB_KEY}"
+    assert (copy.client.batch_size, copy.client.project) == (3, "p1")
+    assert copy.client.settings.credential.header() == f"Bearer {NB_KEY}"
     assert emb.http_client is http
     http.close()
 
     token = pickle.loads(pickle.dumps(yandex(api_key=None, iam_token=fresh_token)))
     assert token.iam_token is fresh_token
-    assert token._client._credential.header() == f"Bearer {YC_TOKEN}"
+    assert token.client.settings.credential.header() == f"Bearer {YC_TOKEN}"
 
 
 # ---------------------------------------------------------------- calls

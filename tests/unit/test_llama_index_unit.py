@@ -89,9 +89,9 @@ def test_nebius_resolves_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEBIUS_API_BASE", "http://127.0.0.1:8/v1")
     monkeypatch.setenv("NEBIUS_PROJECT_ID", "project-from-env")
     e = NebiusEmbedding()
-    assert e.base_url == "http://127.0.0.1:8/v1/"
+    assert e.base_url == "http://127.0.0.1:8/v1"
     assert e.project_id == "project-from-env"
-    assert e.client._credential.header() == f"Bearer {SECRET}"
+    assert e.client.settings.credential.header() == f"Bearer {SECRET}"
 
 
 def test_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +99,7 @@ def test_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEBIUS_PROJECT_ID", "env-project")
     e = NebiusEmbedding(api_key="arg-key", project_id="arg-project")
     assert e.project_id == "arg-project"
-    assert e.client._credential.header() == "Bearer arg-key"
+    assert e.client.settings.credential.header() == "Bearer arg-key"
 
 
 def test_yandex_resolves_key_token_and_folder_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,9 +107,9 @@ def test_yandex_resolves_key_token_and_folder_from_env(monkeypatch: pytest.Monke
     monkeypatch.setenv("YC_IAM_TOKEN", TOKEN)
     e = YandexEmbedding()
     assert e.folder_id == "b1genv"
-    assert e.client._credential.header() == f"Bearer {TOKEN}"
+    assert e.client.settings.credential.header() == f"Bearer {TOKEN}"
     monkeypatch.setenv("YC_API_KEY", SECRET)
-    assert YandexEmbedding().client._credential.header() == f"Api-Key {SECRET}"
+    assert YandexEmbedding().client.settings.credential.header() == f"Api-Key {SECRET}"
 
 
 def test_missing_key_names_the_variable() -> None:
@@ -176,7 +176,7 @@ def test_yandex_bad_settings_raise_value_error(kwargs: dict[str, object], match:
 
 def test_insecure_http_needs_opt_in() -> None:
     e = nebius(base_url="http://example.com/v1", allow_insecure_http=True)
-    assert e.base_url == "http://example.com/v1/"
+    assert e.base_url == "http://example.com/v1"
 
 
 def test_embed_batch_size_is_capped_by_the_provider() -> None:
@@ -226,7 +226,7 @@ def test_yandex_fields_map_to_the_core() -> None:
     assert c.model_for("query") == "emb://b1gfolder/text-search-doc/rc"
     assert c.data_logging is False
     assert c.requests_per_second == 0
-    assert not c.pacer.limited
+    assert not c.limiter.limited
 
 
 def test_yandex_model_name_mirrors_doc_model() -> None:
@@ -240,10 +240,10 @@ def test_yandex_model_name_mirrors_doc_model() -> None:
 
 def test_iam_token_may_be_a_callable_or_secret() -> None:
     e = YandexEmbedding(iam_token=lambda: TOKEN, folder_id="b1g")
-    assert e.client._credential.refreshable
-    assert e.client._credential.header() == f"Bearer {TOKEN}"
+    assert e.client.settings.credential.refreshable
+    assert e.client.settings.credential.header() == f"Bearer {TOKEN}"
     s = YandexEmbedding(iam_token=SecretStr(TOKEN), folder_id="b1g")
-    assert s.client._credential.header() == f"Bearer {TOKEN}"
+    assert s.client.settings.credential.header() == f"Bearer {TOKEN}"
 
 
 def test_texts_are_validated_before_any_request() -> None:
@@ -321,7 +321,7 @@ def test_pickles_and_keeps_its_settings(make: object) -> None:
     assert copy.to_dict() == e.to_dict()
     assert copy.api_key.get_secret_value() == SECRET
     assert copy.client is not e.client
-    assert copy.client._credential.header() == e.client._credential.header()
+    assert copy.client.settings.credential.header() == e.client.settings.credential.header()
     assert copy.client.retry_policy.max_retries == 1
 
 
@@ -331,7 +331,7 @@ def test_pickle_keeps_an_env_key_without_the_env(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("NEBIUS_API_KEY")
     copy = pickle.loads(blob)
     assert copy.project_id == "p"
-    assert copy.client._credential.header() == f"Bearer {SECRET}"
+    assert copy.client.settings.credential.header() == f"Bearer {SECRET}"
 
 
 def test_model_validate_builds_the_client_lazily() -> None:
@@ -347,15 +347,15 @@ def test_pickles_with_a_token_callable() -> None:
     e = YandexEmbedding(iam_token=_module_level_token, folder_id="b1g")
     copy = pickle.loads(pickle.dumps(e))
     assert copy.iam_token is _module_level_token
-    assert copy.client._credential.refreshable
-    assert copy.client._credential.header() == f"Bearer {TOKEN}"
+    assert copy.client.settings.credential.refreshable
+    assert copy.client.settings.credential.header() == f"Bearer {TOKEN}"
 
 
 def test_an_unpicklable_token_callable_fails_loudly() -> None:
     e = YandexEmbedding(iam_token=lambda: TOKEN, folder_id="b1g")
     with pytest.raises(pickle.PicklingError, match="module-level function"):
         pickle.dumps(e)
-    assert e.client._credential.header() == f"Bearer {TOKEN}"  # the original still works
+    assert e.client.settings.credential.header() == f"Bearer {TOKEN}"  # the original still works
 
 
 def test_assigning_a_field_rebuilds_the_core_client() -> None:

@@ -68,10 +68,13 @@ def test_threads_share_one_pace() -> None:
     lock = threading.Lock()
 
     def worker() -> None:
-        for _ in range(5):
-            pacer.wait()
-            with lock:
-                stamps.append(time.monotonic())
+        async def turns() -> None:
+            for _ in range(5):
+                await pacer.acquire()
+                with lock:
+                    stamps.append(time.monotonic())
+
+        asyncio.run(turns())  # each thread on a loop of its own: one pace for them all
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     start = time.monotonic()
@@ -94,7 +97,7 @@ async def test_async_turns_do_not_block_the_loop() -> None:
 
     async def consumer() -> None:
         for _ in range(4):  # 0.3 s of pacing waits
-            await pacer.await_turn()
+            await pacer.acquire()
 
     await asyncio.gather(ticker(), consumer())
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
