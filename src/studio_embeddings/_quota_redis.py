@@ -67,6 +67,11 @@ _RETRY_FIRST, _RETRY_MAX = 0.05, 1.0  # reconnect backoff while the store is awa
 _PAUSE_TRIES = 3  # on_rate_limited: attempts before giving up with a warning
 
 
+# The store is away (down, restarting, loading, failing over): wait for it. Other errors are bugs
+# or settings (a missing permission, a script error) and surface as QuotaStoreError at once.
+_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+
+
 class LimiterDeadline(Exception):
     """The request could not be admitted before its ``deadline_at``."""
 
@@ -194,7 +199,7 @@ if ARGV[3] == '1' then
     redis.call('SET', KEYS[2], tostring(budget), 'EX', tonumber(ARGV[5]))
     learned = tostring(budget)
   end
-  -- as in-process: hold until the oldest accepted request of the window leaves the server's
+  -- as in-process: hold until the oldest accepted request leaves the server's minute
   hold = math.max(hold, oldest and (oldest * 5 + 60 - now) or 1)
 end
 local until_ = now + hold
@@ -248,6 +253,10 @@ class RedisLimiter:
         if not scope or any(c in scope for c in "{} \t\n"):
             msg = f"A quota scope must be a non-empty name without braces or spaces; got {scope!r}."
             raise ConfigurationError(msg)
+        rates = (requests_per_second, requests_per_minute, tokens_per_minute)
+        if any(rate is not None and rate < 0 for rate in rates):
+            msg = f"Quota rates must be positive (or None); got {rates}."
+            raise ConfigurationError(msg)
         if not 0 < headroom <= 1:
             msg = f"headroom must be in (0, 1]; got {headroom}."
             raise ConfigurationError(msg)
@@ -276,10 +285,8 @@ class RedisLimiter:
         self._connected = False  # the store answered once: from then on, outages are waited out
         self._accepted = 0  # accepted requests not yet reported to the store
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # str() is repr() too: both mask the password
         return f"RedisLimiter({mask_url(self._url)!r}, scope={self.scope!r})"
-
-    __str__ = __repr__
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -313,24 +320,17 @@ class RedisLimiter:
     def _key(self, name: str) -> str:
         return f"{_PREFIX}:{{{self.scope}}}:{name}"
 
-    def _take_accepted(self) -> int:
-        with self._lock:
-            count, self._accepted = self._accepted, 0
-            return count
-
-    def _give_back(self, count: int) -> None:
-        with self._lock:
-            self._accepted += count
-
     def _call(self, which: str, keys: list[str], args: list[Any]) -> list[str]:
-        """Run one script; reports the accepted requests it carries, or keeps them on failure."""
-        accepted = self._take_accepted()
+        """Run one script; it reports the accepted requests counted here (kept if it fails)."""
+        admit, pause = self._redis()
+        with self._lock:
+            accepted, self._accepted = self._accepted, 0
         try:
-            admit, pause = self._redis()
             script = admit if which == "admit" else pause
             result: list[str] = script(keys=keys, args=[args[0], accepted, *args[1:]])
         except Exception:
-            self._give_back(accepted)
+            with self._lock:
+                self._accepted += accepted
             raise
         self._connected = True
         return result
@@ -364,14 +364,12 @@ class RedisLimiter:
                 admitted, wait = await asyncio.to_thread(
                     self._reserve, tokens, -1 if left == math.inf else left
                 )
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except _AWAY as exc:
                 if not self._connected:
                     raise self._error(exc, "cannot be reached") from None
                 # Away mid-run: wait for it. Pacing unshared would overshoot the quota N times.
                 logger.debug("quota store %s away, retrying: %s", mask_url(self._url), exc)
-                if left <= backoff:
-                    raise LimiterDeadline from None
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(min(backoff, max(left, 0.0)))  # a last try at the deadline
                 backoff = min(backoff * 2, _RETRY_MAX)
                 continue
             except redis.RedisError as exc:
@@ -395,9 +393,7 @@ class RedisLimiter:
             try:
                 learned, hold = await asyncio.to_thread(self._call, "pause", keys, args)
             except redis.RedisError as exc:
-                if attempt + 1 < _PAUSE_TRIES and isinstance(
-                    exc, (redis.ConnectionError, redis.TimeoutError)
-                ):
+                if attempt + 1 < _PAUSE_TRIES and isinstance(exc, _AWAY):
                     await asyncio.sleep(_RETRY_FIRST * 4**attempt)
                     continue
                 logger.warning("%s; this 429's pause is not shared.", self._error(exc, "failed"))
