@@ -192,6 +192,21 @@ async def test_an_outage_mid_run_is_waited_out_never_unshared(make_redis_server:
     assert _max_in_window(after, 0.5) <= 12  # 20/s once back, not a burst
 
 
+async def test_a_429_with_the_store_away_warns_and_returns(
+    make_redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_redis_server(password="S3cret-pw")
+    limiter = _limiter(server.url, requests_per_second=10.0)
+    await limiter.acquire(0)
+    server.kill()
+    start = time.monotonic()
+    await limiter.on_rate_limited(1.0, {})  # does not raise: the request goes on to its retry
+    assert time.monotonic() - start < 2.0
+    assert "pause is not shared" in caplog.text
+    assert ":****@" in caplog.text
+    assert "S3cret-pw" not in caplog.text
+
+
 async def test_the_store_holds_no_secret(make_redis_server: Any) -> None:
     password, api_key = "Redis-PW-9f8e7d", "v1.NEBIUS-API-KEY-abcdef0123456789"
     server = make_redis_server(password=password)

@@ -78,6 +78,14 @@ def test_scope_is_checked(scope: str) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "field", ["requests_per_second", "requests_per_minute", "tokens_per_minute"]
+)
+def test_negative_rates_are_refused(field: str) -> None:
+    with pytest.raises(ConfigurationError, match="positive"):
+        _limiter("redis://cache", **{field: -1.0})
+
+
 def test_quota_scope() -> None:
     assert quota_scope("yandex", "b1gfolder", "key") == "yandex:b1gfolder"
     assert quota_scope("nebius", "proj-1", None) == "nebius:proj-1"
