@@ -14,6 +14,7 @@ Exception
  |    +-- ConnectionFailedError        no answer: connection refused/dropped, timeout
  |    +-- DeadlineExceededError        the call's overall deadline ran out
  |    +-- ResponseError                an answer that cannot be right (count, index, length)
+ |    +-- QuotaStoreError              the shared quota store (Redis) cannot be reached or refused
  +-- ValueError
       +-- ConfigurationError           a setting is missing or wrong (raised at construction)
 ```
@@ -34,6 +35,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProviderError",
     "QuotaExhaustedError",
+    "QuotaStoreError",
     "RateLimitError",
     "ResponseError",
     "ServerError",
@@ -110,3 +112,11 @@ class DeadlineExceededError(StudioEmbeddingsError):
 
 class ResponseError(StudioEmbeddingsError):
     """The provider answered 200 with something that cannot be right."""
+
+
+class QuotaStoreError(StudioEmbeddingsError):
+    """The shared quota store (``quota_store``, Redis) cannot be reached or refused a command.
+
+    Raised when the store does not answer the first request (a wrong URL, password or TLS setting
+    is the usual cause); once it has answered, an outage is waited out up to the call's deadline.
+    """
