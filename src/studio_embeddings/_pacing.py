@@ -32,8 +32,9 @@ __all__ = ["Limiter", "LimiterDeadline", "Pacer", "Rate"]
 class LimiterDeadline(Exception):
     """A request could not be admitted before the call's deadline."""
 
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"the quota admits the next request in {wait:.2f} s, past the deadline")
+    def __init__(self, wait: float | None = None) -> None:
+        when = "" if wait is None else f" in {wait:.2f} s"
+        super().__init__(f"the quota admits the next request{when}, past the deadline")
         self.wait = wait
 
 

@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from studio_embeddings._pacing import LimiterDeadline
 from studio_embeddings.errors import ConfigurationError, QuotaStoreError
 
 try:
@@ -55,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a test by hiding r
     msg = "A shared quota store needs redis-py: pip install 'studio-embeddings[redis]'"
     raise ImportError(msg) from exc
 
-__all__ = ["LimiterDeadline", "RedisLimiter", "mask_url", "quota_scope"]
+__all__ = ["RedisLimiter", "mask_url", "quota_scope"]
 
 logger = logging.getLogger("studio_embeddings")
 
@@ -70,10 +71,6 @@ _PAUSE_TRIES = 3  # on_rate_limited: attempts before giving up with a warning
 # The store is away (down, restarting, loading, failing over): wait for it. Other errors are bugs
 # or settings (a missing permission, a script error) and surface as QuotaStoreError at once.
 _AWAY = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
-
-
-class LimiterDeadline(Exception):
-    """The request could not be admitted before its ``deadline_at``."""
 
 
 def mask_url(url: str) -> str:

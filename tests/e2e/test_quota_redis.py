@@ -20,7 +20,8 @@ import pytest
 pytest.importorskip("redis", reason="redis-py is missing: pip install 'studio-embeddings[redis]'")
 
 from studio_embeddings import QuotaStoreError
-from studio_embeddings._quota_redis import LimiterDeadline, RedisLimiter, quota_scope
+from studio_embeddings._pacing import LimiterDeadline
+from studio_embeddings._quota_redis import RedisLimiter, quota_scope
 
 SCOPE = "yandex:b1gtestfolder"
 
