@@ -30,9 +30,13 @@ from studio_embeddings._retry import RetryPolicy
 from studio_embeddings.errors import ConfigurationError
 from studio_embeddings.providers import EncodingFormat, Provider, get_provider
 
-__all__ = ["DEFAULT_TIMEOUT", "Kind", "Settings"]
+__all__ = ["DEFAULT_TIMEOUT", "QUOTA_STORE_ENV", "Kind", "Settings"]
 
 Kind = Literal["document", "query"]
+
+#: Where a quota shared by processes and machines lives (a redis://, rediss:// or unix:// URL).
+QUOTA_STORE_ENV = "STUDIO_EMBEDDINGS_QUOTA_STORE"
+_QUOTA_SCHEMES = ("redis", "rediss", "unix")
 
 #: Per-request timeout when the user gives none (the openai client's own default is 600 s).
 DEFAULT_TIMEOUT = 60.0
@@ -120,6 +124,8 @@ class Settings:
     allow_insecure_http: bool = False
     #: header names from ``OPENAI_CUSTOM_HEADERS``, which the transport removes
     omitted_headers: tuple[str, ...] = ()
+    #: the shared quota's Redis URL (it may hold a password), or None for in-process pacing
+    quota_store: SecretValue | None = None
 
     @classmethod
     def resolve(
@@ -151,6 +157,7 @@ class Settings:
         show_progress_bar: bool = False,
         retry_policy: RetryPolicy | None = None,
         allow_insecure_http: bool = False,
+        quota_store: Any = None,
     ) -> Settings:
         """Resolve and check every setting (see :class:`~studio_embeddings.EmbeddingsClient`)."""
         p = get_provider(provider)
@@ -234,6 +241,7 @@ class Settings:
                 for line in (os.environ.get("OPENAI_CUSTOM_HEADERS") or "").splitlines()
                 if (name := line.partition(":")[0].strip())
             ),
+            quota_store=cls._quota_store(quota_store),
             **rates,
         )
 
@@ -329,6 +337,22 @@ class Settings:
                 f"leave dimensions unset (got {dimensions})."
             )
             raise _fail(msg)
+
+    @staticmethod
+    def _quota_store(value: Any) -> SecretValue | None:
+        url = reveal(value) or _env(QUOTA_STORE_ENV)
+        if not url:
+            return None
+        url = url.strip()
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme not in _QUOTA_SCHEMES:
+            # Never echo the URL: it may carry a password.
+            msg = (
+                f"quota_store (or {QUOTA_STORE_ENV}) must be a redis://, rediss:// or unix:// "
+                f"URL, got one with scheme {scheme or 'none'!r}."
+            )
+            raise _fail(msg)
+        return SecretValue(url)
 
     @staticmethod
     def _retry_policy(policy: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:

@@ -41,6 +41,7 @@ _SHOWN = frozenset(
         "requests_per_second",
         "requests_per_minute",
         "tokens_per_minute",
+        "quota_store",
     }
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,7 +22,17 @@ from studio_embeddings.errors import ResponseError
 if TYPE_CHECKING:
     from studio_embeddings._settings import Settings
 
-__all__ = ["Answer", "Batch", "ListRows", "Rows", "parse_answer", "plan", "request_kwargs"]
+__all__ = [
+    "Answer",
+    "ArrayRows",
+    "Batch",
+    "ListRows",
+    "Rows",
+    "check_texts",
+    "parse_answer",
+    "plan",
+    "request_kwargs",
+]
 
 
 @dataclass
@@ -32,6 +42,33 @@ class Batch:
     start: int
     texts: list[str]
     tokens: int  # estimated input tokens (characters / 4), for token-rate pacing
+
+
+def check_texts(texts: Iterable[str]) -> list[str]:
+    """The texts as a list, each a non-blank string that UTF-8 can carry; errors name the
+    position, and nothing is sent before every text passed."""
+    if texts is None or isinstance(texts, (str, bytes, Mapping)):
+        what = "a single string: wrap it in a list" if isinstance(texts, str) else "a list"
+        msg = f"texts must be a list of strings, not {type(texts).__name__} ({what})."
+        raise TypeError(msg)
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            msg = f"texts[{i}] is {type(text).__name__}, not str: every text must be a string."
+            raise TypeError(msg)
+        if not text.strip():
+            msg = f"texts[{i}] is empty or whitespace only: providers refuse or mis-embed it."
+            raise ValueError(msg)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                msg = (
+                    f"texts[{i}] cannot be encoded as UTF-8: {e.reason} at character "
+                    f"{e.start} (a lone surrogate such as '\\ud800'?)."
+                )
+                raise ValueError(msg) from None
+    return out
 
 
 def plan(texts: Sequence[str], batch_size: int) -> list[Batch]:
@@ -150,6 +187,42 @@ class ListRows:
             msg = "Some inputs got no vector."
             raise ResponseError(msg)
         return self.out  # type: ignore[return-value]
+
+
+class ArrayRows:
+    """Vectors as one C-contiguous float32 matrix, allocated once at the first vector's length.
+
+    base64 answers are decoded straight into their rows (no Python float is built); float
+    answers are parsed into them. The values are the float32 values the provider sent.
+    """
+
+    def __init__(self, n: int, np: Any) -> None:
+        self.n = n
+        self.np = np  # numpy, imported by the caller (an optional dependency)
+        self.dims: int | None = None
+        self.matrix: Any = None
+
+    def put(self, row: int, embedding: Any, lifted: Lifted, provider: str) -> None:
+        raw = base64_of(embedding, lifted)
+        if raw is not None:
+            data = b64_float32(raw, provider)
+            self._row(row, len(data) // 4, provider)[:] = self.np.frombuffer(data, "<f4")
+        elif isinstance(embedding, list) and embedding:
+            check_floats(embedding, provider)
+            self._row(row, len(embedding), provider)[:] = embedding
+        else:
+            decode(embedding, provider, lifted)  # raises the list path's error for it
+
+    def _row(self, row: int, length: int, provider: str) -> Any:
+        check_length(self, length, provider)
+        if self.matrix is None:
+            self.matrix = self.np.empty((self.n, length), dtype=self.np.float32)
+        return self.matrix[row]
+
+    def array(self, dims: int) -> Any:
+        if self.matrix is None:  # no text: an empty matrix of the expected width
+            return self.np.empty((0, dims), dtype=self.np.float32)
+        return self.matrix
 
 
 def check_length(rows: Rows, length: int, provider: str) -> None:

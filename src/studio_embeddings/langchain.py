@@ -25,6 +25,7 @@ from typing_extensions import Self
 from studio_embeddings import _shell
 from studio_embeddings._client import EmbeddingsClient
 from studio_embeddings._retry import RetryPolicy
+from studio_embeddings._settings import QUOTA_STORE_ENV
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
 
 __all__ = ["NebiusEmbeddings", "YandexEmbeddings"]
@@ -84,6 +85,10 @@ class _StudioEmbeddings(Serializable, Embeddings):
     """Optional async twin of ``http_client`` for async calls. Not pickled."""
     allow_insecure_http: bool = False
     """Allow sending credentials over plain ``http://`` to a host that is not loopback."""
+    quota_store: SecretStr | None = None
+    """A quota shared by every process and machine that uses the same project / folder: a
+    ``redis://``, ``rediss://`` or ``unix://`` URL (the ``redis`` extra); read from
+    ``STUDIO_EMBEDDINGS_QUOTA_STORE``. None: pacing in this process only. Masked like a key."""
     retry_policy: RetryPolicy | None = Field(default=None, exclude=True)
     """Advanced: a full :class:`~studio_embeddings.RetryPolicy` (backoff, caps, sleep hooks).
     Its ``max_retries`` applies unless ``max_retries`` is passed too. Not serialized."""
@@ -109,6 +114,7 @@ class _StudioEmbeddings(Serializable, Embeddings):
         "http_client": "http_client",
         "http_async_client": "http_async_client",
         "allow_insecure_http": "allow_insecure_http",
+        "quota_store": "quota_store",
     }
 
     model_config = ConfigDict(
@@ -315,7 +321,7 @@ class NebiusEmbeddings(_StudioEmbeddings):
     @property
     def lc_secrets(self) -> dict[str, str]:
         """Constructor arguments that ``dumpd`` replaces by a secret id."""
-        return {"api_key": NEBIUS.api_key_envs[0]}
+        return {"api_key": NEBIUS.api_key_envs[0], "quota_store": QUOTA_STORE_ENV}
 
     _fields: ClassVar[dict[str, str]] = {
         **_StudioEmbeddings._fields,
@@ -449,7 +455,11 @@ class YandexEmbeddings(_StudioEmbeddings):
     @property
     def lc_secrets(self) -> dict[str, str]:
         """Constructor arguments that ``dumpd`` replaces by a secret id."""
-        return {"api_key": YANDEX.api_key_envs[0], "iam_token": YANDEX.token_env or "iam_token"}
+        return {
+            "api_key": YANDEX.api_key_envs[0],
+            "iam_token": YANDEX.token_env or "iam_token",
+            "quota_store": QUOTA_STORE_ENV,
+        }
 
     _fields: ClassVar[dict[str, str]] = {
         **_StudioEmbeddings._fields,

@@ -130,6 +130,14 @@ class _StudioEmbedding(BaseEmbedding):
         default=False,
         description="Allow credentials over plain http:// to a non-loopback host.",
     )
+    quota_store: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="A quota shared by every process and machine using the same project / "
+        "folder: a redis://, rediss:// or unix:// URL (the redis extra); falls back to "
+        "STUDIO_EMBEDDINGS_QUOTA_STORE. None: pacing in this process only.",
+    )
     retry_policy: RetryPolicy | None = Field(
         default=None,
         exclude=True,
@@ -155,6 +163,7 @@ class _StudioEmbedding(BaseEmbedding):
         "default_headers": "default_headers",
         "allow_insecure_http": "allow_insecure_http",
         "retry_policy": "retry_policy",
+        "quota_store": "quota_store",
     }
 
     model_config = ConfigDict(

@@ -368,7 +368,7 @@ def test_unparseable_retry_after_falls_back_to_backoff(emulator: Any) -> None:
 def test_sync_calls_run_on_the_package_loop_unless_given_an_http_client(
     emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from studio_embeddings import _client
+    from studio_embeddings import _engine as _client
 
     answers: list[str] = []
     parse = _client.parse_answer

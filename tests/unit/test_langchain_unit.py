@@ -419,8 +419,9 @@ def test_no_secret_in_repr_str_or_dumps(emb: Any, caplog: pytest.LogCaptureFixtu
 
 
 def test_lc_secrets_and_dumpd() -> None:
-    assert nebius().lc_secrets == {"api_key": "NEBIUS_API_KEY"}
-    assert yandex().lc_secrets == {"api_key": "YC_API_KEY", "iam_token": "YC_IAM_TOKEN"}
+    store = {"quota_store": "STUDIO_EMBEDDINGS_QUOTA_STORE"}
+    assert nebius().lc_secrets == {"api_key": "NEBIUS_API_KEY", **store}
+    assert yandex().lc_secrets == {"api_key": "YC_API_KEY", "iam_token": "YC_IAM_TOKEN", **store}
     kwargs = dumpd(nebius(project_id="p1"))["kwargs"]
     assert kwargs["api_key"] == {"lc": 1, "type": "secret", "id": ["NEBIUS_API_KEY"]}
     assert kwargs["project_id"] == "p1"
