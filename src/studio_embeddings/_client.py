@@ -370,6 +370,7 @@ class EmbeddingsClient:
             msg = f"{p.display_name} has no default model: pass model=."
             raise ConfigurationError(msg)
         self.query_model = query_model or p.default_query_model or self.model
+        p.check_model_pair(self.model, self.query_model)
         self.model_version = model_version or p.default_model_version
         if p.model_versions and self.model_version not in p.model_versions:
             msg = f"model_version must be one of {list(p.model_versions)}, got {self.model_version!r}."

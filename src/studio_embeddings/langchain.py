@@ -295,7 +295,7 @@ class NebiusEmbeddings(_StudioEmbeddings):
     ``NEBIUS_PROJECT_ID`` if not passed. Optional: a key already belongs to a project."""
     dimensions: _Count | None = None
     """Length of the returned vectors (Matryoshka models only; Qwen3: 32 to 4096)."""
-    service_tier: Literal["auto", "default", "flex"] | None = None
+    service_tier: Literal["auto", "default", "flex", "no-limit"] | None = None
     """Nebius service tier sent in the body; None leaves the choice to the service."""
     query_instruction: str | None = None
     """Task put into the model's query template; None: the model's recommended retrieval
@@ -356,8 +356,8 @@ class YandexEmbeddings(_StudioEmbeddings):
         iam_token: Optional[SecretStr | Callable[[], str]] = None
             IAM token (sent as ``Bearer``), or a function returning a fresh one (called
             again after a 401). Read from ``YC_IAM_TOKEN`` if not passed.
-        base_url: str = "https://llm.api.cloud.yandex.net/v1"
-            Read from ``YC_API_BASE`` if not passed.
+        base_url: str = "https://ai.api.cloud.yandex.net/v1"
+            Read from ``YC_API_BASE`` if not passed (``https://llm.api.cloud.yandex.net/v1`` also works).
         requests_per_second: float = 10
             Client-side pacing to the folder's quota.
         data_logging: Optional[bool] = None
@@ -439,7 +439,7 @@ class YandexEmbeddings(_StudioEmbeddings):
     base_url: str | None = Field(
         default_factory=from_env(_names(YANDEX.base_url_env), default=YANDEX.base_url)
     )
-    """Service root; read from ``YC_API_BASE``, else ``https://llm.api.cloud.yandex.net/v1``."""
+    """Service root; read from ``YC_API_BASE``, else ``https://ai.api.cloud.yandex.net/v1``."""
     data_logging: bool | None = None
     """False sends ``x-data-logging-enabled: false`` (do not log request data)."""
     chunk_size: _Count | None = YANDEX.default_batch_size

@@ -145,6 +145,7 @@ class Knobs:
     yandex_rps: float | None = 10.0
     nebius_rpm: int | None = None
     nebius_tpm: int | None = None
+    nebius_over_limit_after: int | None = None
     valid_keys: frozenset[str] | None = None
     seed: int = 0
     shuffle: bool = True
@@ -155,7 +156,7 @@ class Knobs:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 msg = f"{name} must be a finite number >= 0, not {value!r}."
                 raise ValueError(msg)
-        for name in ("yandex_rps", "nebius_rpm", "nebius_tpm"):
+        for name in ("yandex_rps", "nebius_rpm", "nebius_tpm", "nebius_over_limit_after"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 msg = f"{name} must be positive, or None to disable the limit; got {value!r}."
@@ -313,6 +314,9 @@ def _yandex_status_message(status: int) -> str:
     name = _GRPC.get(status, (2, "UNKNOWN"))[1]
     return f"{name}: {_phrase(status)} (emulated)"
 
+
+#: The tier a Nebius answer reports for the tier asked for (``auto`` is served as ``default``).
+_SERVED_TIER = {"auto": "default", "default": "default"}
 
 _NEBIUS_MESSAGES = {
     429: "Rate limit exceeded, please retry later.",
@@ -750,9 +754,16 @@ class EmulatorCore:
             requests.prune(now)
             token_window.prune(now)
             limited: str | None = None
+            over_limit = False
             # The flex tier spends no rate-limit credit (PROVIDERS.md).
             if tier != "flex":
-                if knobs.nebius_rpm is not None and requests.total + 1 > knobs.nebius_rpm:
+                over = knobs.nebius_over_limit_after
+                if over is not None and requests.total + 1 > over:
+                    # Served past the project's limit, and said so, instead of a 429.
+                    over_limit = True
+                    requests.add(now, 1)
+                    token_window.add(now, tokens)
+                elif knobs.nebius_rpm is not None and requests.total + 1 > knobs.nebius_rpm:
                     limited = f"{knobs.nebius_rpm} requests per minute"
                 elif (
                     knobs.nebius_tpm is not None and token_window.total + tokens > knobs.nebius_tpm
@@ -785,7 +796,7 @@ class EmulatorCore:
             "data": data,
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            "service_tier": "flex" if tier == "flex" else "default",
+            "service_tier": "over-limit" if over_limit else _SERVED_TIER.get(tier, tier),
         }
         return Answer(200, payload, remaining)
 
@@ -803,8 +814,9 @@ class EmulatorCore:
         folder = self._yandex_folder(model)
         if not isinstance(model, str) or folder is None:
             return self._invalid(
-                f"invalid model URI {model!r}: use emb://<folder_id>/text-search-doc/latest, "
-                "emb://<folder_id>/text-search-query/latest or "
+                f"invalid model URI {model!r}: use emb://<folder_id>/<model>/<version> with a "
+                f"model in {sorted(YANDEX.model_dimensions)} and a version in "
+                f"{list(YANDEX.model_versions)}, or "
                 "gpt://<folder_id>/text-embeddings/<version>@<suffix>."
             )
         header_folder = incoming.headers.get((YANDEX.project_header or "").lower())

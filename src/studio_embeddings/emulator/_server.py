@@ -47,6 +47,7 @@ def _knobs(
     yandex_rps: float | None,
     nebius_rpm: int | None,
     nebius_tpm: int | None,
+    nebius_over_limit_after: int | None,
     valid_keys: Iterable[str] | None,
     seed: int,
     shuffle: bool,
@@ -58,6 +59,7 @@ def _knobs(
         yandex_rps=yandex_rps,
         nebius_rpm=nebius_rpm,
         nebius_tpm=nebius_tpm,
+        nebius_over_limit_after=nebius_over_limit_after,
         valid_keys=None if valid_keys is None else frozenset(valid_keys),
         seed=seed,
         shuffle=shuffle,
@@ -113,6 +115,10 @@ class Emulator:
         nebius_rpm: Nebius requests per minute per ``ai_project_id`` (sliding 60 s
             window); None disables. The ``flex`` tier is not counted.
         nebius_tpm: Nebius tokens (whitespace words) per minute per project; None disables.
+        nebius_over_limit_after: Nebius requests per minute per project after which a
+            request is still served, with ``service_tier: "over-limit"`` (past the project's
+            limit) instead of a 429; None disables. Checked before ``nebius_rpm``; ``flex``
+            is not counted.
         valid_keys: accepted API keys / IAM tokens; None accepts any non-empty one.
         seed: seeds the order in which multi-input Nebius answers are shuffled.
         shuffle: shuffle the ``data`` of multi-input Nebius answers (never left in
@@ -144,6 +150,7 @@ class Emulator:
         yandex_rps: float | None = 10.0,
         nebius_rpm: int | None = None,
         nebius_tpm: int | None = None,
+        nebius_over_limit_after: int | None = None,
         valid_keys: Iterable[str] | None = None,
         seed: int = 0,
         shuffle: bool = True,
@@ -156,6 +163,7 @@ class Emulator:
                 yandex_rps=yandex_rps,
                 nebius_rpm=nebius_rpm,
                 nebius_tpm=nebius_tpm,
+                nebius_over_limit_after=nebius_over_limit_after,
                 valid_keys=valid_keys,
                 seed=seed,
                 shuffle=shuffle,
@@ -306,6 +314,7 @@ class Emulator:
         yandex_rps: float | None = _UNSET,
         nebius_rpm: int | None = _UNSET,
         nebius_tpm: int | None = _UNSET,
+        nebius_over_limit_after: int | None = _UNSET,
         valid_keys: Iterable[str] | None = _UNSET,
         seed: int = _UNSET,
         shuffle: bool = _UNSET,
@@ -326,6 +335,7 @@ class Emulator:
             "yandex_rps": yandex_rps,
             "nebius_rpm": nebius_rpm,
             "nebius_tpm": nebius_tpm,
+            "nebius_over_limit_after": nebius_over_limit_after,
             "valid_keys": valid_keys,
             "seed": seed,
             "shuffle": shuffle,
@@ -366,6 +376,7 @@ def serve(
     yandex_rps: float | None = 10.0,
     nebius_rpm: int | None = None,
     nebius_tpm: int | None = None,
+    nebius_over_limit_after: int | None = None,
     valid_keys: Iterable[str] | None = None,
     seed: int = 0,
     shuffle: bool = True,
@@ -390,6 +401,7 @@ def serve(
         yandex_rps=yandex_rps,
         nebius_rpm=nebius_rpm,
         nebius_tpm=nebius_tpm,
+        nebius_over_limit_after=nebius_over_limit_after,
         valid_keys=valid_keys,
         seed=seed,
         shuffle=shuffle,
