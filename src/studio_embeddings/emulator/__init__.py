@@ -33,11 +33,10 @@ from __future__ import annotations
 from studio_embeddings.emulator._core import (
     UNLIMITED_REMAINING,
     EmulatorStats,
-    Faults,
-    Knobs,
     RecordedRequest,
     ScriptEntry,
 )
+from studio_embeddings.emulator._knobs import Faults, Knobs
 from studio_embeddings.emulator._server import Emulator, serve
 from studio_embeddings.emulator._vectors import embed_text
 
