@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from studio_embeddings import EmbeddingsClient
 from studio_embeddings.emulator import Emulator, embed_text
 from studio_embeddings.langchain import YandexEmbeddings
@@ -27,24 +29,25 @@ def _dot(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True))
 
 
-def test_v2_pair_through_langchain(emulator: Emulator) -> None:
-    embeddings = YandexEmbeddings(**_settings(emulator), **V2)
-    docs = embeddings.embed_documents(DOCS)
-    query = embeddings.embed_query(QUESTION)
+def _through_langchain(emu: Emulator) -> tuple[list[list[float]], list[float]]:
+    embeddings = YandexEmbeddings(**_settings(emu), **V2)
+    return embeddings.embed_documents(DOCS), embeddings.embed_query(QUESTION)
+
+
+def _through_llama_index(emu: Emulator) -> tuple[list[list[float]], list[float]]:
+    embed_model = YandexEmbedding(**_settings(emu), **V2)
+    return embed_model.get_text_embedding_batch(DOCS), embed_model.get_query_embedding(QUESTION)
+
+
+@pytest.mark.parametrize("embed", [_through_langchain, _through_llama_index])
+def test_v2_pair_end_to_end(emulator: Emulator, embed: Any) -> None:
+    docs, query = embed(emulator)
     assert docs == [embed_text("yandex", _uri(V2["doc_model"]), t) for t in DOCS]
     assert query == embed_text("yandex", _uri(V2["query_model"]), QUESTION)
     assert len(query) == 256
     assert _dot(query, docs[0]) > _dot(query, docs[1])  # the question retrieves its answer
     sent = {r.body["model"] for r in emulator.requests if r.body}
     assert sent == {_uri(V2["doc_model"]), _uri(V2["query_model"])}
-
-
-def test_v2_pair_through_llama_index(emulator: Emulator) -> None:
-    embed_model = YandexEmbedding(**_settings(emulator), **V2)
-    docs = embed_model.get_text_embedding_batch(DOCS)
-    query = embed_model.get_query_embedding(QUESTION)
-    assert docs == [embed_text("yandex", _uri(V2["doc_model"]), t) for t in DOCS]
-    assert query == embed_text("yandex", _uri(V2["query_model"]), QUESTION)
 
 
 def test_v1_and_v2_vectors_differ_for_the_same_text(emulator: Emulator) -> None:
