@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from studio_embeddings import _loop
 from studio_embeddings._engine import Call, Engine, default_limiter
 from studio_embeddings._pacing import Limiter
-from studio_embeddings._settings import DEFAULT_TIMEOUT, Kind, Settings, _model_short_name
+from studio_embeddings._settings import DEFAULT_TIMEOUT, Kind, Settings
 from studio_embeddings._transport import Transport
 from studio_embeddings._wire import ArrayRows, ListRows, Rows, check_texts
 
@@ -188,7 +188,7 @@ class EmbeddingsClient:
         rows = ArrayRows(0, _numpy())
         rows.n = len(prepared := self.prepare(texts, kind))
         self._run_sync(prepared, kind, rows, None)
-        matrix: numpy.ndarray = rows.array(self._expected_dims(kind))
+        matrix: numpy.ndarray = rows.array(self.settings.expected_dims(kind))
         return matrix
 
     async def aembed_array(self, texts: Iterable[str], *, kind: Kind = "document") -> numpy.ndarray:
@@ -196,7 +196,7 @@ class EmbeddingsClient:
         rows = ArrayRows(0, _numpy())
         rows.n = len(prepared := self.prepare(texts, kind))
         await self.engine.run(prepared, kind, rows, None)
-        matrix: numpy.ndarray = rows.array(self._expected_dims(kind))
+        matrix: numpy.ndarray = rows.array(self.settings.expected_dims(kind))
         return matrix
 
     def close(self) -> None:
@@ -231,8 +231,3 @@ class EmbeddingsClient:
         return EmbedResult(
             rows.vectors(), call.tokens, call.requests, call.retries, call.model, dict(call.tiers)
         )
-
-    def _expected_dims(self, kind: Kind) -> int:
-        s = self.settings
-        name = _model_short_name(s.query_model if kind == "query" else s.model)
-        return s.dimensions or s.provider.model_dimensions.get(name, 0)

@@ -89,6 +89,7 @@ class Engine:
         self.transport = transport
         self.limiter = limiter
         self._gate = _loop.Gate(settings.max_concurrency)
+        self.warned = False  # the over-limit warning was given
 
     def plan(self, texts: list[str]) -> list[Batch]:
         """The requests a call with ``texts`` sends."""
@@ -179,6 +180,14 @@ class Engine:
         call.retries += attempts - 1
         if answer.service_tier is not None:
             call.tiers[answer.service_tier] += 1
+            if answer.service_tier in s.provider.response_service_tiers and not self.warned:
+                self.warned = True  # once per client
+                logger.warning(
+                    "%s served a request with service_tier %r: it went past the project's "
+                    "limit. Lower the request rate, or set requests_per_minute=.",
+                    s.provider.display_name,
+                    answer.service_tier,
+                )
         if call.progress is not None:
             call.progress.update(len(batch.texts))
 

@@ -89,11 +89,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _model_short_name(model: str) -> str:
-    """``emb://folder/text-search-doc/latest`` -> ``text-search-doc``; other names as they are."""
-    return model.split("/")[-2] if "://" in model and model.count("/") >= 3 else model
-
-
 @dataclass(frozen=True)
 class Settings:
     """Everything one client needs, resolved and checked. Build it with :meth:`resolve`."""
@@ -169,6 +164,7 @@ class Settings:
             msg = f"{p.display_name} has no default model: pass model=."
             raise _fail(msg)
         query_model = query_model or p.default_query_model or model
+        p.check_model_pair(model, query_model)
         model_version = model_version or p.default_model_version
         if p.model_versions and model_version not in p.model_versions:
             msg = f"model_version must be one of {list(p.model_versions)}, got {model_version!r}."
@@ -323,7 +319,7 @@ class Settings:
 
     @staticmethod
     def _check_dimensions(p: Provider, model: str, dimensions: int) -> None:
-        name = _model_short_name(model)
+        name = p.model_name_from_wire(model)
         allowed = p.dimension_ranges.get(name)
         native = p.model_dimensions.get(name)
         if allowed is not None:
@@ -368,6 +364,13 @@ class Settings:
         return policy
 
     # ---------------------------------------------------------------- derived
+
+    def expected_dims(self, kind: Kind) -> int:
+        """The vector length a ``kind`` call should return, or 0 when not known beforehand."""
+        model = self.query_model if kind == "query" else self.model
+        return self.dimensions or self.provider.model_dimensions.get(
+            self.provider.model_name_from_wire(model), 0
+        )
 
     def wire_model(self, kind: Kind) -> str:
         """The wire ``model`` value for documents or queries."""

@@ -15,7 +15,7 @@ setting and opens no connection.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.load.serializable import Serializable
@@ -23,10 +23,13 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from typing_extensions import Self
 
 from studio_embeddings import _shell
-from studio_embeddings._client import EmbeddingsClient
+from studio_embeddings._client import EmbeddingsClient, Kind
 from studio_embeddings._retry import RetryPolicy
 from studio_embeddings._settings import QUOTA_STORE_ENV
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
+
+if TYPE_CHECKING:
+    import numpy
 
 __all__ = ["NebiusEmbeddings", "YandexEmbeddings"]
 
@@ -201,6 +204,14 @@ class _StudioEmbeddings(Serializable, Embeddings):
         """Async twin of :meth:`embed_query`."""
         return (await self.client.aembed([text], kind="query"))[0]
 
+    def embed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
+        """Embed into one float32 matrix ``(len(texts), dims)`` for bulk ingestion (numpy)."""
+        return self.client.embed_array(texts, kind=kind)
+
+    async def aembed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
+        """Async twin of :meth:`embed_array`."""
+        return await self.client.aembed_array(texts, kind=kind)
+
 
 class NebiusEmbeddings(_StudioEmbeddings):
     """Nebius AI Studio (Token Factory) embedding model integration.
@@ -304,7 +315,7 @@ class NebiusEmbeddings(_StudioEmbeddings):
     ``NEBIUS_PROJECT_ID`` if not passed. Optional: a key already belongs to a project."""
     dimensions: _Count | None = None
     """Length of the returned vectors (Matryoshka models only; Qwen3: 32 to 4096)."""
-    service_tier: Literal["auto", "default", "flex"] | None = None
+    service_tier: Literal["auto", "default", "flex", "no-limit"] | None = None
     """Nebius service tier sent in the body; None leaves the choice to the service."""
     query_instruction: str | None = None
     """Task put into the model's query template; None: the model's recommended retrieval
@@ -365,8 +376,8 @@ class YandexEmbeddings(_StudioEmbeddings):
         iam_token: Optional[SecretStr | Callable[[], str]] = None
             IAM token (sent as ``Bearer``), or a function returning a fresh one (called
             again after a 401). Read from ``YC_IAM_TOKEN`` if not passed.
-        base_url: str = "https://llm.api.cloud.yandex.net/v1"
-            Read from ``YC_API_BASE`` if not passed.
+        base_url: str = "https://ai.api.cloud.yandex.net/v1"
+            Read from ``YC_API_BASE`` if not passed (``https://llm.api.cloud.yandex.net/v1`` also works).
         requests_per_second: float = 10
             Client-side pacing to the folder's quota.
         data_logging: Optional[bool] = None
@@ -440,7 +451,7 @@ class YandexEmbeddings(_StudioEmbeddings):
     """IAM token sent as ``Authorization: Bearer`` when no API key is set, or a zero-argument
     function returning a fresh one (called again after a 401). Read from ``YC_IAM_TOKEN``."""
     base_url: str | None = None
-    """Service root; read from ``YC_API_BASE``, else ``https://llm.api.cloud.yandex.net/v1``."""
+    """Service root; read from ``YC_API_BASE``, else ``https://ai.api.cloud.yandex.net/v1``."""
     data_logging: bool | None = None
     """False sends ``x-data-logging-enabled: false`` (do not log request data)."""
     chunk_size: _Count | None = YANDEX.default_batch_size

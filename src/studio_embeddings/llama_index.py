@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import (
@@ -61,6 +61,9 @@ from studio_embeddings import _shell
 from studio_embeddings._client import DEFAULT_TIMEOUT, EmbeddingsClient, EmbedResult, Kind
 from studio_embeddings._retry import RetryPolicy
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
+
+if TYPE_CHECKING:
+    import numpy
 
 __all__ = ["NebiusEmbedding", "YandexEmbedding"]
 
@@ -286,6 +289,17 @@ class _StudioEmbedding(BaseEmbedding):
     ) -> list[Embedding]:
         """Async twin of :meth:`get_text_embedding_batch`; never blocks the event loop."""
         return await self._aembed(_as_list(texts), "document", show_progress)
+
+    def embed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
+        """Embed into one float32 matrix ``(len(texts), dims)`` for bulk ingestion (numpy).
+
+        No cache, no events: the path for loaders that write matrices (FAISS, Parquet, Ray).
+        """
+        return self.client.embed_array(_as_list(texts), kind=kind)
+
+    async def aembed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
+        """Async twin of :meth:`embed_array`."""
+        return await self.client.aembed_array(_as_list(texts), kind=kind)
 
     # ------------------------------------------------------------ one call
     # Each public method is one core call, with LlamaIndex's events around it and its cache

@@ -19,20 +19,25 @@ defaults given here.
 
 | field | Nebius | Yandex |
 | --- | --- | --- |
-| base URL | ``https://api.tokenfactory.nebius.com/v1/`` | ``https://llm.api.cloud.yandex.net/v1`` |
+| base URL | ``https://api.tokenfactory.nebius.com/v1/`` | ``https://ai.api.cloud.yandex.net/v1`` (``https://llm.api.cloud.yandex.net/v1`` also serves it: pass ``base_url=`` or set ``YC_API_BASE``) |
 | key variables | ``NEBIUS_API_KEY`` | ``YC_API_KEY`` (``Api-Key``), ``YC_IAM_TOKEN`` (``Bearer``) |
 | project id | ``NEBIUS_PROJECT_ID``, query ``ai_project_id`` | ``YC_FOLDER_ID``, in ``emb://`` and ``OpenAI-Project`` |
 | encodings | ``float``, ``base64`` | ``float`` |
+| models | ``Qwen/Qwen3-Embedding-8B`` | families ``text-search-doc`` / ``-query`` and ``text-embeddings-v2-doc`` / ``-query`` (256 dims), never mixed |
+| service tiers | requests ``auto``, ``default``, ``flex``, ``no-limit``; answers also ``over-limit`` | none |
 | inputs per request | 2048 (default 64) | 1 |
 | quota | none by default | 10 requests/s |
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Literal
+
+from studio_embeddings.errors import ConfigurationError
 
 __all__ = [
     "NEBIUS",
@@ -90,10 +95,15 @@ class Provider:
         pacing_headroom: the share of a quota the client paces itself to; a little under 1 so
             that scheduling jitter never pushes a sliding one-second window over the quota.
         model_dimensions: native vector length per known model.
+        model_families: family per known model name; vectors of different families are not
+            comparable, so a document model and a query model must share one
+            (:meth:`check_model_pair`). Models not listed are not checked.
         dimension_ranges: models that accept ``dimensions=`` and the allowed range.
         query_templates: per model, the query prompt with ``{task}`` and ``{query}``.
         default_query_task: task text put into a query template by default.
-        service_tiers: accepted ``service_tier`` values, empty if unsupported.
+        service_tiers: ``service_tier`` values a request may ask for, empty if unsupported.
+        response_service_tiers: tiers that only appear in answers (Nebius ``over-limit``: the
+            request went past the project's limit); asking for one is refused.
         data_logging_header: header that switches request logging off, or None.
         quota_remaining_headers: response headers that count what is left of a per-minute
             quota; a 429 with one of them at 0 and no ``Retry-After`` makes the client learn
@@ -134,9 +144,11 @@ class Provider:
     dimension_ranges: Mapping[str, tuple[int, int]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    model_families: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     query_templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     default_query_task: str = DEFAULT_RETRIEVAL_TASK
     service_tiers: tuple[str, ...] = ()
+    response_service_tiers: tuple[str, ...] = ()
     data_logging_header: str | None = None
     quota_remaining_headers: tuple[str, ...] = ()
     quota_exhausted_markers: tuple[str, ...] = (
@@ -159,6 +171,9 @@ class Provider:
                 f"Provider {self.name!r}: default_encoding {self.default_encoding!r} "
                 f"is not one of encodings {self.encodings!r}."
             )
+            raise ValueError(msg)
+        if set(self.service_tiers) & set(self.response_service_tiers):
+            msg = f"Provider {self.name!r}: a response-only tier cannot be asked for."
             raise ValueError(msg)
         if self.max_inputs_per_request < 1 or self.default_batch_size < 1:
             msg = f"Provider {self.name!r}: batch sizes must be at least 1."
@@ -192,6 +207,61 @@ class Provider:
         return self.model_template.format(
             model=model, project=project or "", version=version or self.default_model_version
         )
+
+    def model_name_from_wire(self, model: str) -> str:
+        """The model name inside a wire value built by ``model_template``; others as given.
+
+        >>> YANDEX.model_name_from_wire("emb://b1gabc/text-embeddings-v2-doc/rc")
+        'text-embeddings-v2-doc'
+        >>> YANDEX.model_name_from_wire("text-search-query")
+        'text-search-query'
+        """
+        if "://" not in model or "{model}" not in self.model_template:
+            return model
+        pattern = (
+            re.escape(self.model_template)
+            .replace(r"\{model\}", "(?P<model>.+)")
+            .replace(r"\{project\}", "[^/]*")
+            .replace(r"\{version\}", "[^/]*")
+        )
+        found = re.fullmatch(pattern, model)
+        return found["model"] if found else model
+
+    def model_family(self, model: str) -> str | None:
+        """The family of ``model`` (a name or a wire value), or None when it is not known.
+
+        >>> YANDEX.model_family("emb://b1gabc/text-search-query/latest")
+        'text-search'
+        """
+        return self.model_families.get(self.model_name_from_wire(model))
+
+    def check_model_pair(self, doc_model: str, query_model: str) -> None:
+        """Refuse a document model and a query model of different known families.
+
+        Vectors of different families are not comparable: queries would retrieve noise.
+
+        Raises:
+            ConfigurationError: both families are known and differ; the message names both.
+
+        >>> YANDEX.check_model_pair("text-embeddings-v2-doc", "text-embeddings-v2-query")
+        >>> YANDEX.check_model_pair("text-search-doc", "text-embeddings-v2-query")
+        Traceback (most recent call last):
+        ...
+        studio_embeddings.errors.ConfigurationError: doc_model 'text-search-doc' (family text-search) and query_model 'text-embeddings-v2-query' (family text-embeddings-v2) belong to different model families, whose vectors are not comparable: pass a document and a query model of one family (text-search: text-search-doc, text-search-query; text-embeddings-v2: text-embeddings-v2-doc, text-embeddings-v2-query).
+        """
+        doc_family, query_family = self.model_family(doc_model), self.model_family(query_model)
+        if doc_family is None or query_family is None or doc_family == query_family:
+            return
+        members: dict[str, list[str]] = {}
+        for name, family in self.model_families.items():
+            members.setdefault(family, []).append(name)
+        known = "; ".join(f"{family}: {', '.join(names)}" for family, names in members.items())
+        msg = (
+            f"doc_model {doc_model!r} (family {doc_family}) and query_model {query_model!r} "
+            f"(family {query_family}) belong to different model families, whose vectors are "
+            f"not comparable: pass a document and a query model of one family ({known})."
+        )
+        raise ConfigurationError(msg)
 
     def query_template(self, model: str) -> str | None:
         """The query prompt template of ``model`` (by name or by its last path part)."""
@@ -246,7 +316,8 @@ NEBIUS = Provider(
             "BAAI/bge-en-icl": "<instruct>{task}\n<query>{query}",
         }
     ),
-    service_tiers=("auto", "default", "flex"),
+    service_tiers=("auto", "default", "flex", "no-limit"),
+    response_service_tiers=("over-limit",),
     quota_remaining_headers=("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"),
     docs_url="https://docs.tokenfactory.nebius.com/api-reference/embeddings",
 )
@@ -254,7 +325,9 @@ NEBIUS = Provider(
 YANDEX = Provider(
     name="yandex",
     display_name="Yandex AI Studio",
-    base_url="https://llm.api.cloud.yandex.net/v1",
+    # The createEmbedding reference and the OpenAI-compatibility page; the official SDK's
+    # https://llm.api.cloud.yandex.net/v1 is an alternative (base_url= or YC_API_BASE).
+    base_url="https://ai.api.cloud.yandex.net/v1",
     base_url_env="YC_API_BASE",
     api_key_envs=("YC_API_KEY",),
     api_key_scheme="Api-Key",
@@ -275,7 +348,23 @@ YANDEX = Provider(
     default_batch_size=1,
     requests_per_second=10.0,
     default_max_concurrency=16,
-    model_dimensions=MappingProxyType({"text-search-doc": 256, "text-search-query": 256}),
+    # v2's 256 is third-party (128/256/512/768 may be selectable; unconfirmed in PROVIDERS.md).
+    model_dimensions=MappingProxyType(
+        {
+            "text-search-doc": 256,
+            "text-search-query": 256,
+            "text-embeddings-v2-doc": 256,
+            "text-embeddings-v2-query": 256,
+        }
+    ),
+    model_families=MappingProxyType(
+        {
+            "text-search-doc": "text-search",
+            "text-search-query": "text-search",
+            "text-embeddings-v2-doc": "text-embeddings-v2",
+            "text-embeddings-v2-query": "text-embeddings-v2",
+        }
+    ),
     data_logging_header="x-data-logging-enabled",
     docs_url="https://yandex.cloud/en/docs/ai-studio/concepts/embeddings",
 )

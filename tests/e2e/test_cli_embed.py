@@ -175,9 +175,16 @@ def test_yandex_query_kind_uses_the_query_model(
     )
 
 
+@pytest.mark.parametrize("write_flag", ["--write-batch", "--chunk-size"])
 def test_batching_options_reach_the_wire(
-    emulator: Any, monkeypatch: pytest.MonkeyPatch, docs: Path, tmp_path: Path
+    emulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    docs: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    write_flag: str,
 ) -> None:
+    # --write-batch (texts per write); --chunk-size is its old, hidden name and still works.
     out = tmp_path / "out.jsonl"
     argv = [
         "embed",
@@ -188,7 +195,7 @@ def test_batching_options_reach_the_wire(
         "8",
         "--max-concurrency",
         "2",
-        "--chunk-size",
+        write_flag,
         "20",
         "--dimensions",
         "64",
@@ -206,6 +213,23 @@ def test_batching_options_reach_the_wire(
     rows = _read_jsonl(out)
     assert [len(r["embedding"]) for r in rows] == [64] * 50
     assert rows[3]["embedding"] == embed_text("nebius", NEBIUS.default_doc_model, _texts(50)[3], 64)
+    deprecated = "--chunk-size is deprecated" in capsys.readouterr().err
+    assert deprecated == (write_flag == "--chunk-size")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--write-batch", "0"], "--write-batch must be at least 1"),
+        (["--chunk-size", "0"], "--write-batch must be at least 1"),
+        (["--chunk-size", "5", "--write-batch", "5"], "pass only --write-batch"),
+    ],
+)
+def test_write_batch_is_checked(
+    docs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main(["embed", str(docs), "-o", str(tmp_path / "o.jsonl"), "--emulator", *argv]) == 2
+    assert message in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- resume
@@ -566,11 +590,15 @@ def test_help_documents_every_command_and_option(capsys: pytest.CaptureFixture[s
         "--max-concurrency",
         "--overwrite",
         "--format",
+        "--write-batch",
         "NEBIUS_API_KEY",
         "YC_FOLDER_ID",
         "resume",
     ):
         assert option in text
+    # The old name of --write-batch works but is no longer offered: in LangChain a "chunk size"
+    # is texts per request.
+    assert "--chunk-size" not in text
 
 
 # ------------------------------------------------------------------ the real console

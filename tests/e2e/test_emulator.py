@@ -268,7 +268,13 @@ def test_nebius_native_dimensions_are_accepted_for_any_model(
 
 @pytest.mark.parametrize(
     ("asked", "served"),
-    [(None, "default"), ("auto", "default"), ("default", "default"), ("flex", "flex")],
+    [
+        (None, "default"),
+        ("auto", "default"),
+        ("default", "default"),
+        ("flex", "flex"),
+        ("no-limit", "no-limit"),
+    ],
 )
 def test_nebius_service_tier_echo(
     http: httpx2.Client, emu: Emulator, asked: str | None, served: str
@@ -279,6 +285,33 @@ def test_nebius_service_tier_echo(
     response = nebius_post(http, emu, body)
     assert response.status_code == 200
     assert response.json()["service_tier"] == served
+
+
+def test_nebius_over_limit_knob_serves_past_the_limit_and_says_so(
+    http: httpx2.Client, emu: Emulator
+) -> None:
+    emu.configure(nebius_over_limit_after=2, nebius_rpm=2)
+    body = {"model": QWEN, "input": "x"}
+    tiers = [
+        nebius_post(http, emu, body, params={"ai_project_id": "p1"}).json()["service_tier"]
+        for _ in range(3)
+    ]
+    # Past the limit the request is still served (200, not the nebius_rpm 429), marked over-limit.
+    assert tiers == ["default", "default", "over-limit"]
+    assert emu.stats.statuses == {200: 3}
+    # Per project, and flex spends no credit, so it is never over the limit.
+    other = nebius_post(http, emu, body, params={"ai_project_id": "p2"})
+    assert other.json()["service_tier"] == "default"
+    flex = nebius_post(http, emu, {**body, "service_tier": "flex"}, params={"ai_project_id": "p1"})
+    assert flex.json()["service_tier"] == "flex"
+    emu.configure(nebius_over_limit_after=None)
+    emu.clear()
+    assert nebius_post(http, emu, body).json()["service_tier"] == "default"
+
+
+def test_nebius_over_limit_knob_is_validated(emu: Emulator) -> None:
+    with pytest.raises(ValueError, match="nebius_over_limit_after"):
+        emu.configure(nebius_over_limit_after=0)
 
 
 @pytest.mark.parametrize(
@@ -367,6 +400,29 @@ def test_yandex_float_matches_embed_text(http: httpx2.Client, emu: Emulator, aut
     assert vector == embed_text("yandex", DOC, "Moscow is big")
     assert vector == embed_text("yandex", "text-search-doc", "Moscow is big")
     assert vector == embed_text("yandex", "emb://other/text-search-doc/rc", "Moscow is big")
+
+
+def test_yandex_v2_family_is_served_and_differs_from_v1(
+    http: httpx2.Client, emu: Emulator
+) -> None:
+    text = "The Eiffel Tower is in Paris."
+    vectors = {}
+    for name in ("text-search-doc", "text-embeddings-v2-doc", "text-embeddings-v2-query"):
+        model = f"emb://{FOLDER}/{name}/latest"
+        response = yandex_post(http, emu, yandex_body(text, model))
+        assert response.status_code == 200, response.text
+        vectors[name] = response.json()["data"][0]["embedding"]
+        assert vectors[name] == embed_text("yandex", model, text)
+        assert len(vectors[name]) == YANDEX.model_dimensions[name] == 256
+        # Deterministic: the same answer again.
+        assert yandex_post(http, emu, yandex_body(text, model)).json()["data"][0][
+            "embedding"
+        ] == vectors[name]
+    # Another family: another vector for the same text, not comparable with v1's.
+    assert vectors["text-search-doc"] != vectors["text-embeddings-v2-doc"]
+    assert abs(cosine(vectors["text-search-doc"], vectors["text-embeddings-v2-doc"])) < 0.5
+    # Within v2, doc and query share one space.
+    assert cosine(vectors["text-embeddings-v2-doc"], vectors["text-embeddings-v2-query"]) > 0.9
 
 
 def test_yandex_list_of_one_and_fine_tuned_model(http: httpx2.Client, emu: Emulator) -> None:

@@ -1,4 +1,9 @@
-"""Every notebook in ``notebooks/`` runs top to bottom on the emulator, and is stored clean."""
+"""Every notebook in ``notebooks/`` runs top to bottom on the emulator, and is stored clean.
+
+``make test-notebooks`` runs this file in ``.venv-notebooks``, built from the ``notebooks`` extra
+alone and marked by ``STUDIO_EMBEDDINGS_NOTEBOOK_ENV=1``: there a missing module fails the run
+(in the kernel, or here) instead of skipping it. Elsewhere the file skips without the harness.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,13 @@ from typing import Any
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-pytest.importorskip("matplotlib")
+if os.environ.get("STUDIO_EMBEDDINGS_NOTEBOOK_ENV"):
+    import nbclient
+    import nbformat
+else:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -40,6 +48,13 @@ def test_there_are_notebooks_for_both_frameworks() -> None:
         "langchain_quickstart.ipynb",
         "llama_index_quickstart.ipynb",
     }
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_first_cell_says_how_to_install(path: Path) -> None:
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown"
+    assert "pip install 'studio-embeddings[notebooks]'" in first.source
 
 
 def test_the_python3_kernel_is_this_interpreter() -> None:

@@ -91,7 +91,11 @@ def test_missing_settings_name_the_fix() -> None:
         ({"batch_size": 0}, "batch_size"),
         ({"batch_size": -3}, "batch_size"),
         ({"max_concurrency": 0}, "max_concurrency"),
-        ({"service_tier": "turbo"}, r"service_tier must be one of \['auto', 'default', 'flex'\]"),
+        (
+            {"service_tier": "turbo"},
+            r"service_tier must be one of \['auto', 'default', 'flex', 'no-limit'\]",
+        ),
+        ({"service_tier": "over-limit"}, "service_tier must be one of"),
         ({"dimensions": 8}, "between 32 and 4096"),
         ({"dimensions": 5000}, "between 32 and 4096"),
         ({"model": "BAAI/bge-multilingual-gemma2", "dimensions": 512}, "3584-dimensional"),

@@ -13,6 +13,7 @@ the client, so a client bug cannot hide behind the same bug in its test double.
 | ``faults=Faults(...)`` | seeded random 503 / 429 / 429 with ``Retry-After`` / 500 / drop |
 | ``yandex_rps`` | Yandex requests per second per folder, then 429 ``RESOURCE_EXHAUSTED`` |
 | ``nebius_rpm``, ``nebius_tpm`` | Nebius requests / tokens per minute per project, then 429 |
+| ``nebius_over_limit_after`` | Nebius requests per minute per project, then served as ``over-limit`` |
 | ``valid_keys`` | accepted keys; anything else is 401 |
 | ``script(provider, [...])`` | deterministic next answers: statuses, ``"drop"``, ``"quota"`` |
 
@@ -32,11 +33,10 @@ from __future__ import annotations
 from studio_embeddings.emulator._core import (
     UNLIMITED_REMAINING,
     EmulatorStats,
-    Faults,
-    Knobs,
     RecordedRequest,
     ScriptEntry,
 )
+from studio_embeddings.emulator._knobs import Faults, Knobs
 from studio_embeddings.emulator._server import Emulator, serve
 from studio_embeddings.emulator._vectors import embed_text
 

@@ -9,17 +9,17 @@ Provider table's *data* is read from the package, never the client code.
 from __future__ import annotations
 
 import json
-import math
 import random
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal, TypeAlias
 
+from studio_embeddings.emulator._knobs import Faults, Knobs
 from studio_embeddings.emulator._vectors import embed_array, embed_base64, resolve_model
 from studio_embeddings.providers import NEBIUS, YANDEX
 
@@ -28,9 +28,7 @@ __all__ = [
     "Answer",
     "EmulatorCore",
     "EmulatorStats",
-    "Faults",
     "Incoming",
-    "Knobs",
     "RecordedRequest",
     "ScriptEntry",
 ]
@@ -72,97 +70,6 @@ _YANDEX_QUOTA_MESSAGE = (
     "Quota exhausted: the billing account of the cloud is not active or has an "
     "insufficient balance (insufficient_quota)."
 )
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Random faults, each drawn per embeddings request from a seeded RNG.
-
-    The probabilities are exclusive (one draw per request) and must sum to at most 1.
-
-    Attributes:
-        p503: probability of a 503 (Yandex: ``UNAVAILABLE``).
-        p429: probability of a 429 rate-limit answer *without* retry headers.
-        p429_retry_after: probability of a 429 carrying ``Retry-After`` (seconds) and
-            ``retry-after-ms`` headers, both saying ``retry_after_s``.
-        p500: probability of a 500 (Yandex: ``INTERNAL``).
-        p_drop: probability of a dropped connection (headers sent, body never).
-        retry_after_s: the wait the retry headers ask for.
-        seed: seeds the RNG; :meth:`Emulator.clear` re-seeds it.
-
-    Example:
-        >>> Faults(p503=0.1, p_drop=0.05, seed=7).p503
-        0.1
-    """
-
-    p503: float = 0.0
-    p429: float = 0.0
-    p429_retry_after: float = 0.0
-    p500: float = 0.0
-    p_drop: float = 0.0
-    retry_after_s: float = 0.05
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        probabilities = self._probabilities()
-        for name, value in probabilities:
-            if not 0.0 <= value <= 1.0:
-                msg = f"Faults.{name} must be a probability between 0 and 1, not {value!r}."
-                raise ValueError(msg)
-        if sum(value for _, value in probabilities) > 1.0 + 1e-9:
-            msg = "Faults probabilities (p503, p429, p429_retry_after, p500, p_drop) sum above 1."
-            raise ValueError(msg)
-        if self.retry_after_s < 0 or not math.isfinite(self.retry_after_s):
-            msg = f"Faults.retry_after_s must be a finite number >= 0, not {self.retry_after_s!r}."
-            raise ValueError(msg)
-
-    def _probabilities(self) -> tuple[tuple[str, float], ...]:
-        return (
-            ("p503", self.p503),
-            ("p429", self.p429),
-            ("p429_retry_after", self.p429_retry_after),
-            ("p500", self.p500),
-            ("p_drop", self.p_drop),
-        )
-
-    def draw(self, rng: random.Random) -> str | None:
-        """The fault for one request (a ``p*`` field name), or None."""
-        roll = rng.random()
-        for name, probability in self._probabilities():
-            if roll < probability:
-                return name
-            roll -= probability
-        return None
-
-
-@dataclass(frozen=True)
-class Knobs:
-    """The emulator's settings; see :class:`~studio_embeddings.emulator.Emulator`."""
-
-    latency_ms: float = 0.0
-    per_input_ms: float = 0.0
-    faults: Faults = field(default_factory=Faults)
-    yandex_rps: float | None = 10.0
-    nebius_rpm: int | None = None
-    nebius_tpm: int | None = None
-    valid_keys: frozenset[str] | None = None
-    seed: int = 0
-    shuffle: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("latency_ms", "per_input_ms"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                msg = f"{name} must be a finite number >= 0, not {value!r}."
-                raise ValueError(msg)
-        for name in ("yandex_rps", "nebius_rpm", "nebius_tpm"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                msg = f"{name} must be positive, or None to disable the limit; got {value!r}."
-                raise ValueError(msg)
-        if not isinstance(self.faults, Faults):
-            msg = f"faults must be a Faults instance or None, not {type(self.faults).__name__}."
-            raise TypeError(msg)
 
 
 @dataclass(frozen=True)
@@ -314,6 +221,9 @@ def _yandex_status_message(status: int) -> str:
     return f"{name}: {_phrase(status)} (emulated)"
 
 
+#: The tier a Nebius answer reports for the tier asked for (``auto`` is served as ``default``).
+_SERVED_TIER = {"auto": "default", "default": "default"}
+
 _NEBIUS_MESSAGES = {
     429: "Rate limit exceeded, please retry later.",
     500: "Internal server error.",
@@ -370,17 +280,9 @@ class EmulatorCore:
         return self._knobs
 
     def configure(self, **changes: Any) -> None:
-        allowed = {f.name for f in fields(Knobs)}
-        unknown = sorted(set(changes) - allowed)
-        if unknown:
-            msg = f"Unknown emulator knob(s) {unknown}: use some of {sorted(allowed)}."
-            raise TypeError(msg)
-        if "faults" in changes and changes["faults"] is None:
-            changes["faults"] = Faults()
-        if changes.get("valid_keys") is not None:
-            changes["valid_keys"] = frozenset(changes["valid_keys"])
+        knobs = self._knobs.replace(**changes)
         with self._lock:
-            self._knobs = replace(self._knobs, **changes)
+            self._knobs = knobs
             if "faults" in changes:
                 self._fault_rng = random.Random(self._knobs.faults.seed)
             if "seed" in changes:
@@ -750,9 +652,16 @@ class EmulatorCore:
             requests.prune(now)
             token_window.prune(now)
             limited: str | None = None
+            over_limit = False
             # The flex tier spends no rate-limit credit (PROVIDERS.md).
             if tier != "flex":
-                if knobs.nebius_rpm is not None and requests.total + 1 > knobs.nebius_rpm:
+                over = knobs.nebius_over_limit_after
+                if over is not None and requests.total + 1 > over:
+                    # Served past the project's limit, and said so, instead of a 429.
+                    over_limit = True
+                    requests.add(now, 1)
+                    token_window.add(now, tokens)
+                elif knobs.nebius_rpm is not None and requests.total + 1 > knobs.nebius_rpm:
                     limited = f"{knobs.nebius_rpm} requests per minute"
                 elif (
                     knobs.nebius_tpm is not None and token_window.total + tokens > knobs.nebius_tpm
@@ -785,7 +694,7 @@ class EmulatorCore:
             "data": data,
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            "service_tier": "flex" if tier == "flex" else "default",
+            "service_tier": "over-limit" if over_limit else _SERVED_TIER.get(tier, tier),
         }
         return Answer(200, payload, remaining)
 
@@ -803,8 +712,9 @@ class EmulatorCore:
         folder = self._yandex_folder(model)
         if not isinstance(model, str) or folder is None:
             return self._invalid(
-                f"invalid model URI {model!r}: use emb://<folder_id>/text-search-doc/latest, "
-                "emb://<folder_id>/text-search-query/latest or "
+                f"invalid model URI {model!r}: use emb://<folder_id>/<model>/<version> with a "
+                f"model in {sorted(YANDEX.model_dimensions)} and a version in "
+                f"{list(YANDEX.model_versions)}, or "
                 "gpt://<folder_id>/text-embeddings/<version>@<suffix>."
             )
         header_folder = incoming.headers.get((YANDEX.project_header or "").lower())

@@ -13,11 +13,10 @@ from studio_embeddings.emulator._core import (
     PROVIDER_NAMES,
     EmulatorCore,
     EmulatorStats,
-    Faults,
-    Knobs,
     RecordedRequest,
     ScriptEntry,
 )
+from studio_embeddings.emulator._knobs import Knobs
 
 if TYPE_CHECKING:
     import uvicorn
@@ -27,41 +26,6 @@ __all__ = ["Emulator", "serve"]
 
 _EXTRA_HINT = "The emulator needs its extra: pip install 'studio-embeddings[emulator]'."
 _STARTUP_TIMEOUT_S = 10.0
-
-
-class _Unset:
-    """Marks a :meth:`Emulator.configure` argument that was not passed."""
-
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
-_UNSET: Any = _Unset()
-
-
-def _knobs(
-    *,
-    latency_ms: float,
-    per_input_ms: float,
-    faults: Faults | None,
-    yandex_rps: float | None,
-    nebius_rpm: int | None,
-    nebius_tpm: int | None,
-    valid_keys: Iterable[str] | None,
-    seed: int,
-    shuffle: bool,
-) -> Knobs:
-    return Knobs(
-        latency_ms=latency_ms,
-        per_input_ms=per_input_ms,
-        faults=faults if faults is not None else Faults(),
-        yandex_rps=yandex_rps,
-        nebius_rpm=nebius_rpm,
-        nebius_tpm=nebius_tpm,
-        valid_keys=None if valid_keys is None else frozenset(valid_keys),
-        seed=seed,
-        shuffle=shuffle,
-    )
 
 
 def _build_app(core: EmulatorCore) -> ASGIApp:
@@ -105,18 +69,10 @@ class Emulator:
     Args:
         host: interface to bind.
         port: port to bind; 0 picks a free one.
-        latency_ms: base latency added to every embeddings answer (non-blocking).
-        per_input_ms: extra latency per input text.
-        faults: random faults (:class:`Faults`); None for none.
-        yandex_rps: Yandex requests per second per folder (sliding 1 s window; a
-            fraction is rounded down, at least 1); None disables the limit.
-        nebius_rpm: Nebius requests per minute per ``ai_project_id`` (sliding 60 s
-            window); None disables. The ``flex`` tier is not counted.
-        nebius_tpm: Nebius tokens (whitespace words) per minute per project; None disables.
-        valid_keys: accepted API keys / IAM tokens; None accepts any non-empty one.
-        seed: seeds the order in which multi-input Nebius answers are shuffled.
-        shuffle: shuffle the ``data`` of multi-input Nebius answers (never left in
-            order), so clients must re-order by ``index``.
+        knobs: the settings to start from (:class:`Knobs`); the defaults when omitted.
+        **overrides: any :class:`Knobs` field by name, applied on top: ``latency_ms=80``,
+            ``faults=Faults(p503=0.1)``, ``yandex_rps=None``, ... (an unknown name is a
+            TypeError). :class:`Knobs` documents each one.
 
     Example:
         >>> import httpx2
@@ -138,29 +94,10 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        latency_ms: float = 0.0,
-        per_input_ms: float = 0.0,
-        faults: Faults | None = None,
-        yandex_rps: float | None = 10.0,
-        nebius_rpm: int | None = None,
-        nebius_tpm: int | None = None,
-        valid_keys: Iterable[str] | None = None,
-        seed: int = 0,
-        shuffle: bool = True,
+        knobs: Knobs | None = None,
+        **overrides: Any,
     ) -> None:
-        self._core = EmulatorCore(
-            _knobs(
-                latency_ms=latency_ms,
-                per_input_ms=per_input_ms,
-                faults=faults,
-                yandex_rps=yandex_rps,
-                nebius_rpm=nebius_rpm,
-                nebius_tpm=nebius_tpm,
-                valid_keys=valid_keys,
-                seed=seed,
-                shuffle=shuffle,
-            )
-        )
+        self._core = EmulatorCore((knobs or Knobs()).replace(**overrides))
         self._host = host
         self._port = port
         self._app: ASGIApp | None = None
@@ -297,40 +234,18 @@ class Emulator:
         """:meth:`clear`, and restore the knobs given to the constructor."""
         self._core.reset()
 
-    def configure(
-        self,
-        *,
-        faults: Faults | None = _UNSET,
-        latency_ms: float = _UNSET,
-        per_input_ms: float = _UNSET,
-        yandex_rps: float | None = _UNSET,
-        nebius_rpm: int | None = _UNSET,
-        nebius_tpm: int | None = _UNSET,
-        valid_keys: Iterable[str] | None = _UNSET,
-        seed: int = _UNSET,
-        shuffle: bool = _UNSET,
-    ) -> None:
-        """Change knobs at runtime; arguments not passed keep their value.
+    def configure(self, **changes: Any) -> None:
+        """Change knobs (any :class:`Knobs` field by name) at runtime; the others keep their value.
 
         ``faults=None`` removes faults; ``yandex_rps=None`` (or ``nebius_rpm``,
-        ``nebius_tpm``) removes that limit; ``valid_keys=None`` accepts any key. New
-        ``faults`` (or ``seed``) re-seed their RNG.
+        ``nebius_tpm``, ``nebius_over_limit_after``) removes that limit; ``valid_keys=None``
+        accepts any key. New ``faults`` (or ``seed``) re-seed their RNG.
 
         Raises:
             ValueError: a value is out of range.
+            TypeError: an unknown knob.
         """
-        passed = {
-            "faults": faults,
-            "latency_ms": latency_ms,
-            "per_input_ms": per_input_ms,
-            "yandex_rps": yandex_rps,
-            "nebius_rpm": nebius_rpm,
-            "nebius_tpm": nebius_tpm,
-            "valid_keys": valid_keys,
-            "seed": seed,
-            "shuffle": shuffle,
-        }
-        self._core.configure(**{k: v for k, v in passed.items() if v is not _UNSET})
+        self._core.configure(**changes)
 
     def script(self, provider: str, answers: Iterable[ScriptEntry]) -> None:
         """Queue the next embeddings answers of ``provider``, consumed one per request.
@@ -360,40 +275,22 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
-    latency_ms: float = 0.0,
-    per_input_ms: float = 0.0,
-    faults: Faults | None = None,
-    yandex_rps: float | None = 10.0,
-    nebius_rpm: int | None = None,
-    nebius_tpm: int | None = None,
-    valid_keys: Iterable[str] | None = None,
-    seed: int = 0,
-    shuffle: bool = True,
+    knobs: Knobs | None = None,
     log_level: str = "info",
+    **overrides: Any,
 ) -> None:
     """Serve the emulator in the foreground until interrupted (Ctrl+C).
 
-    The knobs are those of :class:`Emulator`. The first two lines printed are the
-    base URLs (``nebius: http://{host}:{port}/nebius/v1``, then ``yandex: ...``);
-    ``port=0`` picks a free port and prints it there.
+    ``knobs`` and ``overrides`` are those of :class:`Emulator` (:class:`Knobs` fields). The
+    first two lines printed are the base URLs (``nebius: http://{host}:{port}/nebius/v1``,
+    then ``yandex: ...``); ``port=0`` picks a free port and prints it there.
 
     Example:
-        ``studio-embeddings serve --port 8000`` calls ``serve(port=8000)``.
+        ``studio-embeddings serve --port 8000 --latency-ms 80`` calls
+        ``serve(port=8000, latency_ms=80.0)``.
     """
     uvicorn = _uvicorn()
-    emulator = Emulator(
-        host,
-        port,
-        latency_ms=latency_ms,
-        per_input_ms=per_input_ms,
-        faults=faults,
-        yandex_rps=yandex_rps,
-        nebius_rpm=nebius_rpm,
-        nebius_tpm=nebius_tpm,
-        valid_keys=valid_keys,
-        seed=seed,
-        shuffle=shuffle,
-    )
+    emulator = Emulator(host, port, knobs=knobs, **overrides)
     from studio_embeddings.emulator._app import install_log_filter
 
     sock = _bind(host, port)

@@ -7,8 +7,8 @@ signed buckets. Every feature lands once in each *shell* of the vector
 so each dimension carries the same energy on average; truncating to the first ``N``
 dimensions (Matryoshka) therefore keeps every feature and stays meaningful.
 
-Models of an asymmetric pair (Yandex ``text-search-doc`` / ``text-search-query``)
-share one hashing space, so a query vector retrieves its document, plus a small
+Models of an asymmetric pair (Yandex ``text-search-doc`` / ``text-search-query``, and
+likewise the ``text-embeddings-v2`` pair) share one hashing space per family, so a query vector retrieves its document, plus a small
 model-keyed perturbation (:data:`_OWN_WEIGHT` of the norm) so the two stay tellable
 apart. Every value is rounded to float32, so ``float`` and ``base64`` answers decode
 to the same Python lists.
@@ -215,8 +215,9 @@ def resolve_model(provider: str, model: str) -> ModelSpace:
         return ModelSpace(
             provider=provider,
             name=name,
-            # doc and query form one asymmetric pair: one shared space.
-            space_key="yandex:text-search",
+            # doc and query of one family form an asymmetric pair: one shared space; another
+            # family hashes with its own key, so its vectors are not comparable.
+            space_key=f"yandex:{YANDEX.model_families.get(name, name)}",
             own_key=f"yandex-own:{name}",
             dimension=YANDEX.model_dimensions[name],
             template=None,

@@ -20,8 +20,10 @@ Resume:
     inputs are sent and appended. ``--overwrite`` starts over.
 Write:
     ``{"id": ..., "embedding": [...]}`` per input, in input order, appended chunk by chunk
-    (``--chunk-size`` texts, flushed and synced each time), so an interrupted run keeps what
-    it finished.
+    (``--write-batch`` texts, flushed and synced each time), so an interrupted run keeps what
+    it finished. ``--write-batch`` counts texts per write, not per request (that is
+    ``--batch-size``, LangChain's ``chunk_size``); its old name ``--chunk-size`` still works,
+    hidden and deprecated.
 
 Exit codes: 0 done; 1 invalid input, an output that does not belong to the input, or a
 provider error (what was written is kept: rerun to resume); 2 a setting is wrong or missing
@@ -33,15 +35,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
-import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
+from studio_embeddings.cli._common import emulator_settings, say
+from studio_embeddings.cli._files import (
+    REPORT_CAP,
+    Done,
+    Format,
+    Record,
+    Stop,
+    check_vectors,
+    input_format,
+    output_line,
+    read_done,
+    read_records,
+    report_invalid,
+    scan_inputs,
+)
 from studio_embeddings.providers import credential_help
 
 if TYPE_CHECKING:
@@ -49,19 +63,8 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run"]
 
-Format = Literal["jsonl", "text"]
-
-#: File name endings read as JSON Lines when ``--format`` is not given.
-JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
-#: Invalid input lines printed before "... and N more".
-REPORT_CAP = 20
-#: Upper bound of the default chunk (texts embedded and written per step).
+#: Upper bound of the default write batch (texts embedded and written per step).
 MAX_DEFAULT_CHUNK = 1024
-
-# Stand-in credentials for --emulator: the emulator accepts any non-empty key, and a real key
-# must never leave for it.
-_EMULATOR_KEY = "emulator-key"
-_EMULATOR_PROJECT = "b1gemulatorfolder"
 
 _EPILOG = """\
 input formats:
@@ -86,51 +89,6 @@ examples:
   studio-embeddings embed notes.txt --output vectors.jsonl --provider yandex
   studio-embeddings embed docs.jsonl --output vectors.jsonl --emulator --skip-invalid
 """
-
-
-class _Stop(Exception):
-    """Ends the command with a message on stderr and an exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Record:
-    """One valid input: its 1-based line number, id and text."""
-
-    line: int
-    id: str | int
-    text: str
-
-
-@dataclass(frozen=True)
-class Invalid:
-    """One input line that cannot be embedded, and why."""
-
-    line: int
-    reason: str
-
-
-@dataclass
-class _Scan:
-    valid: int = 0
-    invalid: list[Invalid] = field(default_factory=list)
-    invalid_total: int = 0
-    mismatch: str | None = None
-
-
-@dataclass
-class _Done:
-    """What an existing output already holds."""
-
-    ids: list[Any] = field(default_factory=list)
-    keep_bytes: int = 0
-    size: int = 0
-    dims: int | None = None
-    repair_newline: bool = False
 
 
 # ------------------------------------------------------------------------------ parser
@@ -253,206 +211,23 @@ def add_parser(sub: Any) -> None:
         help="client-side pace; 0 for none (default: the provider's quota, Yandex 10)",
     )
     p.add_argument(
-        "--chunk-size",
+        "--write-batch",
         type=int,
         default=None,
         metavar="N",
-        help="texts embedded and appended to OUTPUT per step "
+        help="texts embedded and appended to OUTPUT per step, each step flushed to disk "
         f"(default: 2 x batch size x concurrency, at most {MAX_DEFAULT_CHUNK})",
     )
+    # The old name, hidden: "chunk size" means texts per request in LangChain (chunk_size).
+    p.add_argument("--chunk-size", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
-
-
-# ------------------------------------------------------------------------------ input
-
-
-def input_format(path: Path, given: str | None) -> Format:
-    """``--format`` if given, else by file name: JSONL for ``.jsonl``/``.ndjson``/``.json``."""
-    if given is not None:
-        return "jsonl" if given == "jsonl" else "text"
-    return "jsonl" if path.suffix.lower() in JSONL_SUFFIXES else "text"
-
-
-def _decode_line(raw: bytes, number: int) -> str | Invalid:
-    if raw.endswith(b"\n"):
-        raw = raw[:-1]
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return Invalid(number, f"not valid UTF-8 (byte {e.start + 1})")
-    if number == 1:
-        line = line.removeprefix("\ufeff")
-    return line
-
-
-def _jsonl_record(line: str, number: int, text_field: str, id_field: str) -> Record | Invalid:
-    try:
-        obj = json.loads(line)
-    except ValueError as e:
-        return Invalid(number, f"malformed JSON ({e})")
-    if not isinstance(obj, dict):
-        return Invalid(number, f"a JSON {type(obj).__name__}, not an object")
-    if text_field not in obj:
-        return Invalid(number, f"no {text_field!r} field")
-    text = obj[text_field]
-    if not isinstance(text, str):
-        return Invalid(number, f"{text_field!r} is {_json_type(text)}, not a string")
-    if not text.strip():
-        return Invalid(number, f"{text_field!r} is empty or whitespace only")
-    ident = obj.get(id_field, number)
-    if isinstance(ident, bool) or not isinstance(ident, (str, int)):
-        return Invalid(number, f"{id_field!r} is {_json_type(ident)}, not a string or integer")
-    return Record(number, ident, text)
-
-
-def _json_type(value: object) -> str:
-    names = {
-        type(None): "null",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        list: "an array",
-        dict: "an object",
-        str: "a string",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def read_records(
-    path: Path, fmt: Format, text_field: str = "text", id_field: str = "id"
-) -> Iterator[Record | Invalid]:
-    """Every line of ``path`` as a :class:`Record` or an :class:`Invalid`, in order.
-
-    Blank lines of a JSONL file are not records and yield nothing.
-    """
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            line = _decode_line(raw, number)
-            if isinstance(line, Invalid):
-                yield line
-            elif fmt == "jsonl":
-                if line.strip():
-                    yield _jsonl_record(line, number, text_field, id_field)
-            elif not line.strip():
-                yield Invalid(number, "empty or whitespace only")
-            else:
-                yield Record(number, number, line)
-
-
-def _scan(args: argparse.Namespace, fmt: Format, written: list[Any]) -> _Scan:
-    """Count and check the inputs; ``written`` are the ids the output already holds."""
-    scan = _Scan()
-    for item in read_records(args.input, fmt, args.text_field, args.id_field):
-        if isinstance(item, Invalid):
-            scan.invalid_total += 1
-            if len(scan.invalid) < REPORT_CAP:
-                scan.invalid.append(item)
-            continue
-        if scan.valid < len(written) and scan.mismatch is None and written[scan.valid] != item.id:
-            scan.mismatch = (
-                f"{args.output} line {scan.valid + 1} has id {written[scan.valid]!r} but input "
-                f"record {scan.valid + 1} (line {item.line}) has id {item.id!r}: the output "
-                "belongs to another input. Pass another --output, or --overwrite to start over."
-            )
-        scan.valid += 1
-    return scan
-
-
-def _report_invalid(scan: _Scan, path: Path, cap: int) -> str:
-    lines = [f"  line {item.line}: {item.reason}" for item in scan.invalid[:cap]]
-    if scan.invalid_total > cap:
-        lines.append(f"  ... and {scan.invalid_total - cap} more")
-    return f"{path}:\n" + "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- output
-
-
-def _valid_output_line(raw: bytes) -> tuple[Any, int] | None:
-    """(id, vector length) of an output line, or None if it is not a record."""
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict) or "id" not in obj:
-        return None
-    vector = obj.get("embedding")
-    if not isinstance(vector, list) or not vector:
-        return None
-    return obj["id"], len(vector)
-
-
-def read_done(path: Path) -> _Done:
-    """What ``path`` already holds: the ids of its leading valid lines, and where they end.
-
-    A crash can only leave a cut-off tail (each chunk is written at once and flushed), so
-    invalid lines at the end are dropped; an invalid line followed by valid ones means the
-    file is not ours, and stops the run.
-    """
-    done = _Done()
-    if not path.exists():
-        return done
-    bad_line = 0
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            done.size += len(raw)
-            whole = raw if raw.endswith(b"\n") else raw + b"\n"
-            # A last line without its newline is kept only if it is whole (written by hand).
-            parsed = _valid_output_line(whole) if raw.strip() else None
-            if parsed is not None and done.dims is not None and parsed[1] != done.dims:
-                parsed = None
-            if parsed is None:
-                bad_line = bad_line or number
-                continue
-            if bad_line:
-                msg = (
-                    f"{path} line {bad_line} is not an embedding record, but valid records "
-                    "follow it: this file was not written by an interrupted run. Pass another "
-                    "--output, or --overwrite to start over."
-                )
-                raise _Stop(msg)
-            done.ids.append(parsed[0])
-            done.dims = parsed[1]
-            done.keep_bytes += len(raw)
-            done.repair_newline = whole is not raw
-    return done
-
-
-def _line(ident: str | int, vector: list[float]) -> str:
-    return (
-        json.dumps({"id": ident, "embedding": vector}, ensure_ascii=False, separators=(",", ":"))
-        + "\n"
-    )
-
-
-def _check_vectors(vectors: list[list[float]], dims: int | None) -> int:
-    for vector in vectors:
-        if dims is None:
-            dims = len(vector)
-        if len(vector) != dims:
-            msg = (
-                f"The new vectors have {len(vector)} dimensions but the output holds "
-                f"{dims}-dimensional ones: was it written with another model or --dimensions? "
-                "Pass the same settings, another --output, or --overwrite."
-            )
-            raise _Stop(msg)
-        if not all(math.isfinite(x) for x in vector):
-            msg = "The provider returned a vector with NaN or infinity; nothing of it was written."
-            raise _Stop(msg)
-    assert dims is not None
-    return dims
 
 
 # -------------------------------------------------------------------------------- run
 
 
 def _client_settings(args: argparse.Namespace, emulator: Any) -> dict[str, Any]:
-    from studio_embeddings.providers import get_provider
-
-    p = get_provider(args.provider)
     settings: dict[str, Any] = {
         "batch_size": args.batch_size,
         "max_concurrency": args.max_concurrency,
@@ -464,10 +239,9 @@ def _client_settings(args: argparse.Namespace, emulator: Any) -> dict[str, Any]:
     if args.model:
         settings["query_model" if args.kind == "query" else "model"] = args.model
     if emulator is not None:
-        settings["api_key"] = _EMULATOR_KEY
-        settings["base_url"] = emulator.base_url(p.name)
-        if p.project_required and not args.project:
-            settings["project"] = _EMULATOR_PROJECT
+        settings.update(
+            emulator_settings(args.provider, emulator, project_key="project", project=args.project)
+        )
     return settings
 
 
@@ -476,32 +250,34 @@ def _default_chunk(client: EmbeddingsClient) -> int:
     return max(1, min(MAX_DEFAULT_CHUNK, 2 * settings.batch_size * settings.max_concurrency))
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``studio-embeddings embed`` for parsed ``args``; returns the exit code."""
     try:
         return _run(args)
-    except _Stop as stop:
-        _say(f"studio-embeddings embed: error: {stop.message}")
+    except Stop as stop:
+        say(f"studio-embeddings embed: error: {stop.message}")
         return stop.code
 
 
 def _run(args: argparse.Namespace) -> int:
     from studio_embeddings.errors import ConfigurationError
 
-    if args.chunk_size is not None and args.chunk_size < 1:
-        msg = f"--chunk-size must be at least 1, got {args.chunk_size}."
-        raise _Stop(msg, 2)
+    if args.chunk_size is not None:
+        if args.write_batch is not None:
+            msg = "--chunk-size is the old name of --write-batch: pass only --write-batch."
+            raise Stop(msg, 2)
+        say("--chunk-size is deprecated: it is now --write-batch (texts per write).")
+        args.write_batch = args.chunk_size
+    if args.write_batch is not None and args.write_batch < 1:
+        msg = f"--write-batch must be at least 1, got {args.write_batch}."
+        raise Stop(msg, 2)
     if not args.input.is_file():
         msg = f"cannot read {args.input}: no such file."
-        raise _Stop(msg, 2)
+        raise Stop(msg, 2)
     with contextlib.suppress(OSError):
         if args.output.exists() and args.output.samefile(args.input):
             msg = "--output must not be the input file."
-            raise _Stop(msg, 2)
+            raise Stop(msg, 2)
 
     with contextlib.ExitStack() as stack:
         emulator = None
@@ -509,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
             from studio_embeddings.emulator import Emulator
 
             emulator = stack.enter_context(Emulator())
-            _say(
+            say(
                 f"Using the offline emulator at {emulator.url}: "
                 "stand-in vectors, not the real model."
             )
@@ -520,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
         except ConfigurationError as e:
             hint = "" if args.emulator else "\nOr pass --emulator to try the command offline."
             msg = f"{e}{hint}"
-            raise _Stop(msg, 2) from None
+            raise Stop(msg, 2) from None
         stack.callback(client.close)
         return _embed_file(args, client)
     raise AssertionError  # pragma: no cover - ExitStack does not swallow
@@ -528,30 +304,30 @@ def _run(args: argparse.Namespace) -> int:
 
 def _embed_file(args: argparse.Namespace, client: EmbeddingsClient) -> int:
     fmt = input_format(args.input, args.format)
-    done = _Done() if args.overwrite else read_done(args.output)
-    scan = _scan(args, fmt, done.ids)
+    done = Done() if args.overwrite else read_done(args.output)
+    scan = scan_inputs(args, fmt, done.ids)
     if scan.invalid_total and not args.skip_invalid:
         msg = (
             f"{scan.invalid_total} invalid line(s) in "
-            f"{_report_invalid(scan, args.input, REPORT_CAP)}\n"
+            f"{report_invalid(scan, args.input, REPORT_CAP)}\n"
             "Nothing was sent. Fix them, or pass --skip-invalid to embed the rest."
         )
-        raise _Stop(msg)
+        raise Stop(msg)
     if scan.invalid_total:
-        _say(
+        say(
             f"Skipping {scan.invalid_total} invalid line(s) (--skip-invalid) in "
-            f"{_report_invalid(scan, args.input, 5)}"
+            f"{report_invalid(scan, args.input, 5)}"
         )
 
     if scan.mismatch is not None:
-        raise _Stop(scan.mismatch)
+        raise Stop(scan.mismatch)
     if len(done.ids) > scan.valid:
         msg = (
             f"{args.output} holds {len(done.ids)} records but {args.input} has only "
             f"{scan.valid} valid inputs: it belongs to another input. Pass another --output, "
             "or --overwrite to start over."
         )
-        raise _Stop(msg)
+        raise Stop(msg)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     mode = "r+b" if args.output.exists() and not args.overwrite else "w+b"
@@ -561,12 +337,12 @@ def _embed_file(args: argparse.Namespace, client: EmbeddingsClient) -> int:
         if done.repair_newline:
             out.write(b"\n")
         if done.size > done.keep_bytes:
-            _say(
+            say(
                 f"Dropped an incomplete tail of {done.size - done.keep_bytes} bytes "
                 f"from {args.output}."
             )
         if done.ids and len(done.ids) < scan.valid:
-            _say(
+            say(
                 f"Resuming: {len(done.ids)} of {scan.valid} records are already in "
                 f"{args.output}; embedding the remaining {scan.valid - len(done.ids)}."
             )
@@ -581,7 +357,7 @@ class _Writer:
         args: argparse.Namespace,
         client: EmbeddingsClient,
         out: IO[bytes],
-        done: _Done,
+        done: Done,
         total: int,
     ) -> None:
         self.args = args
@@ -600,14 +376,14 @@ class _Writer:
 
         args, skipped = self.args, len(self.done.ids)
         if skipped == self.total:
-            _say(f"All {self.total} records are already in {args.output}: nothing to do.")
+            say(f"All {self.total} records are already in {args.output}: nothing to do.")
             return 0
-        _say(
+        say(
             f"Embedding {self.total - skipped} text(s) from {args.input} with "
             f"{self.client.provider.name} {self.client.model_for(args.kind)!r} "
             f"into {args.output}."
         )
-        chunk_size = args.chunk_size or _default_chunk(self.client)
+        write_batch = args.write_batch or _default_chunk(self.client)
         self.bar = tqdm(
             total=self.total,
             initial=skipped,
@@ -621,7 +397,7 @@ class _Writer:
             chunk: list[Record] = []
             for record in self._pending(fmt):
                 chunk.append(record)
-                if len(chunk) >= chunk_size:
+                if len(chunk) >= write_batch:
                     self._embed_and_write(chunk)
                     chunk = []
             if chunk:
@@ -632,16 +408,16 @@ class _Writer:
                 f"{e}\n{skipped + self.written} of {self.total} records are in {args.output}; "
                 "rerun the same command to resume."
             )
-            raise _Stop(msg) from None
+            raise Stop(msg) from None
         except KeyboardInterrupt:
             self.bar.close()
-            _say(
+            say(
                 f"{skipped + self.written} of {self.total} records are in {args.output}; "
                 "rerun the same command to resume."
             )
             raise
         self.bar.close()
-        _say(
+        say(
             f"Done: {self.written} embedded ({self.requests} request(s), {self.retries} retries, "
             f"{self.tokens} tokens), {skipped} already present; {args.output} holds "
             f"{self.total} records of {self.dims} dimensions."
@@ -657,9 +433,9 @@ class _Writer:
 
     def _embed_and_write(self, chunk: list[Record]) -> None:
         result = self.client.embed_with_result([r.text for r in chunk], kind=self.args.kind)
-        self.dims = _check_vectors(result.vectors, self.dims)
+        self.dims = check_vectors(result.vectors, self.dims)
         # One write per chunk: a crash leaves at most a cut-off last line, which resume drops.
-        lines = (_line(r.id, v) for r, v in zip(chunk, result.vectors, strict=True))
+        lines = (output_line(r.id, v) for r, v in zip(chunk, result.vectors, strict=True))
         self.out.write("".join(lines).encode("utf-8"))
         self.out.flush()
         os.fsync(self.out.fileno())
