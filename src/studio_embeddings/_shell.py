@@ -16,13 +16,14 @@ import pickle
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from studio_embeddings._auth import SecretValue
 from studio_embeddings._client import EmbeddingsClient
+from studio_embeddings.errors import ConfigurationError
 from studio_embeddings.providers import Provider
 
-__all__ = ["apply", "check_picklable"]
+__all__ = ["apply", "check_picklable", "configuration_error"]
 
 #: Settings keywords whose resolved value is shown on the shell's field.
 _SHOWN = frozenset(
@@ -113,3 +114,15 @@ def check_picklable(shell: BaseModel) -> None:
                     "function, or set its environment variable in the process that unpickles."
                 )
                 raise pickle.PicklingError(msg) from e
+
+
+def configuration_error(cls: type, error: ValidationError) -> ConfigurationError:
+    """pydantic's refusal of a field, as the ConfigurationError the README promises.
+
+    The message names each field and what is wrong with it, never the value (a key).
+    """
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'settings'}: {e['msg']}"
+        for e in error.errors(include_input=False, include_url=False)
+    )
+    return ConfigurationError(f"{cls.__name__}: {problems}.")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.load.serializable import Serializable
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from typing_extensions import Self
 
 from studio_embeddings import _shell
@@ -131,7 +131,10 @@ class _StudioEmbeddings(Serializable, Embeddings):
     )
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as e:
+            raise _shell.configuration_error(type(self), e) from None
         # Built here rather than in the validator, so that a bad setting raises the core's
         # ConfigurationError as it is, not wrapped in a pydantic ValidationError.
         _shell.apply(self, self._provider, self._fields)

@@ -47,6 +47,7 @@ from llama_index.core.bridge.pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationError,
     model_validator,
 )
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
@@ -180,7 +181,10 @@ class _StudioEmbedding(BaseEmbedding):
     )
 
     def __init__(self, **data: Any) -> None:
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise _shell.configuration_error(type(self), e) from None
         # Built here, not in a validator, so a bad setting raises the core's
         # ConfigurationError (a ValueError) as is, not wrapped in a ValidationError.
         self._apply()

@@ -503,3 +503,26 @@ def test_the_socket_guard_is_live() -> None:
     while not isinstance(error, SocketBlockedError) and getattr(error, "exceptions", None):
         error = error.exceptions[0]  # type: ignore[attr-defined]
     assert isinstance(error, SocketBlockedError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"service_tier": "gold"}, "service_tier"),
+        ({"timeout": -1}, "timeout"),
+        ({"dimensions": 5}, "dimensions"),
+        ({"base_url": "http://127.0.0.1:99999/v1"}, "base_url"),
+        ({"chunk_sise": 5}, "chunk_sise"),
+    ],
+)
+def test_bad_settings_raise_configuration_error_without_the_key(
+    kwargs: dict[str, Any], names: str
+) -> None:
+    from studio_embeddings import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=names) as info:
+        NebiusEmbeddings(api_key=NB_KEY, **kwargs)
+    assert NB_KEY not in str(info.value)
+    with pytest.raises(ConfigurationError):
+        YandexEmbeddings(api_key=YC_KEY, folder_id="b1g", encoding_format="base64")
