@@ -14,22 +14,21 @@ setting and opens no connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.load.serializable import Serializable
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
-from typing_extensions import Self
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from studio_embeddings import _shell
-from studio_embeddings._client import EmbeddingsClient, Kind
+from studio_embeddings._client import EmbeddingsClient
 from studio_embeddings._retry import RetryPolicy
 from studio_embeddings._settings import QUOTA_STORE_ENV
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
 
 if TYPE_CHECKING:
-    import numpy
+    pass
 
 __all__ = ["NebiusEmbeddings", "YandexEmbeddings"]
 
@@ -41,7 +40,7 @@ _Seconds = Annotated[float, Field(gt=0)]
 _Rate = Annotated[float, Field(ge=0)]
 
 
-class _StudioEmbeddings(Serializable, Embeddings):
+class _StudioEmbeddings(_shell.ShellMixin, Serializable, Embeddings):
     """What both provider classes share: the fields the core needs and the four calls.
 
     ``Serializable`` (a pydantic ``BaseModel``) rather than a bare ``BaseModel`` so that
@@ -99,26 +98,26 @@ class _StudioEmbeddings(Serializable, Embeddings):
     _client: EmbeddingsClient | None = PrivateAttr(default=None)
 
     #: field -> core settings keyword; each provider class adds its own fields.
-    _fields: ClassVar[dict[str, str]] = {
-        "api_key": "api_key",
-        "base_url": "base_url",
-        "chunk_size": "batch_size",
-        "max_concurrency": "max_concurrency",
-        "encoding_format": "encoding_format",
-        "requests_per_second": "requests_per_second",
-        "requests_per_minute": "requests_per_minute",
-        "tokens_per_minute": "tokens_per_minute",
-        "timeout": "timeout",
-        "max_retries": "max_retries",
-        "retry_policy": "retry_policy",
-        "deadline": "deadline",
-        "show_progress_bar": "show_progress_bar",
-        "default_headers": "default_headers",
-        "http_client": "http_client",
-        "http_async_client": "http_async_client",
-        "allow_insecure_http": "allow_insecure_http",
-        "quota_store": "quota_store",
-    }
+    _fields: ClassVar[dict[str, str]] = _shell.fields(
+        "api_key",
+        "base_url",
+        "max_concurrency",
+        "encoding_format",
+        "requests_per_second",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "timeout",
+        "max_retries",
+        "retry_policy",
+        "deadline",
+        "show_progress_bar",
+        "default_headers",
+        "http_client",
+        "http_async_client",
+        "allow_insecure_http",
+        "quota_store",
+        chunk_size="batch_size",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -130,66 +129,10 @@ class _StudioEmbeddings(Serializable, Embeddings):
         hide_input_in_errors=True,
     )
 
-    def __init__(self, **kwargs: Any) -> None:
-        try:
-            super().__init__(**kwargs)
-        except ValidationError as e:
-            raise _shell.configuration_error(type(self), e) from None
-        # Built here rather than in the validator, so that a bad setting raises the core's
-        # ConfigurationError as it is, not wrapped in a pydantic ValidationError.
-        _shell.apply(self, self._provider, self._fields)
-
     @classmethod
     def is_lc_serializable(cls) -> bool:
         """Whether ``langchain_core.load.dumpd`` writes constructor kwargs (secrets masked)."""
         return True
-
-    @model_validator(mode="after")
-    def _rebuild_on_assignment(self) -> Self:
-        if (self.__pydantic_private__ or {}).get("_client") is not None:
-            _shell.apply(self, self._provider, self._fields)
-        return self
-
-    @property
-    def client(self) -> EmbeddingsClient:
-        """The core client behind this object (built at construction)."""
-        client = (self.__pydantic_private__ or {}).get("_client")
-        return client or _shell.apply(self, self._provider, self._fields)
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy; with ``update``, the new settings are checked and get their own core client."""
-        copy = super().model_copy(update=update, deep=deep)
-        if update:  # pydantic copies without validating
-            _shell.apply(copy, self._provider, self._fields)
-        return copy
-
-    def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        # Live connection pools cannot cross a pickle (the core drops its copies too).
-        fields = dict(state["__dict__"])
-        fields["http_client"] = fields["http_async_client"] = None
-        private = {k: v for k, v in (state.get("__pydantic_private__") or {}).items() if k != "_accepted"}
-        return {**state, "__dict__": fields, "__pydantic_private__": private}
-
-    def close(self) -> None:
-        """Close the connections of sync calls."""
-        self.client.close()
-
-    async def aclose(self) -> None:
-        """Close the running event loop's connections."""
-        await self.client.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents; one vector per text, in input order. ``[]`` sends nothing."""
@@ -206,14 +149,6 @@ class _StudioEmbeddings(Serializable, Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         """Async twin of :meth:`embed_query`."""
         return (await self.client.aembed([text], kind="query"))[0]
-
-    def embed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
-        """Embed into one float32 matrix ``(len(texts), dims)`` for bulk ingestion (numpy)."""
-        return self.client.embed_array(texts, kind=kind)
-
-    async def aembed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
-        """Async twin of :meth:`embed_array`."""
-        return await self.client.aembed_array(texts, kind=kind)
 
 
 class NebiusEmbeddings(_StudioEmbeddings):
@@ -339,11 +274,9 @@ class NebiusEmbeddings(_StudioEmbeddings):
 
     _fields: ClassVar[dict[str, str]] = {
         **_StudioEmbeddings._fields,
-        "model": "model",
-        "project_id": "project",
-        "dimensions": "dimensions",
-        "service_tier": "service_tier",
-        "query_instruction": "query_instruction",
+        **_shell.fields(
+            "model", "dimensions", "service_tier", "query_instruction", project_id="project"
+        ),
     }
 
 
@@ -477,10 +410,12 @@ class YandexEmbeddings(_StudioEmbeddings):
 
     _fields: ClassVar[dict[str, str]] = {
         **_StudioEmbeddings._fields,
-        "doc_model": "model",
-        "query_model": "query_model",
-        "model_version": "model_version",
-        "folder_id": "project",
-        "iam_token": "iam_token",
-        "data_logging": "data_logging",
+        **_shell.fields(
+            "query_model",
+            "model_version",
+            "iam_token",
+            "data_logging",
+            doc_model="model",
+            folder_id="project",
+        ),
     }

@@ -47,7 +47,6 @@ from llama_index.core.bridge.pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     model_validator,
 )
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
@@ -64,7 +63,7 @@ from studio_embeddings._retry import RetryPolicy
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
 
 if TYPE_CHECKING:
-    import numpy
+    pass
 
 __all__ = ["NebiusEmbedding", "YandexEmbedding"]
 
@@ -81,7 +80,7 @@ def _env_doc(provider: Provider, what: str, envs: tuple[str, ...]) -> str:
     return f"{provider.display_name} {what}; falls back to the {names} environment variable."
 
 
-class _StudioEmbedding(BaseEmbedding):
+class _StudioEmbedding(_shell.ShellMixin, BaseEmbedding):
     """What both classes share: fields mapped to one core client, batch paths handed to it."""
 
     _provider: ClassVar[Provider]
@@ -152,23 +151,23 @@ class _StudioEmbedding(BaseEmbedding):
     _client: EmbeddingsClient | None = PrivateAttr(default=None)
 
     #: field -> core settings keyword; each provider class adds its own fields.
-    _fields: ClassVar[dict[str, str]] = {
-        "api_key": "api_key",
-        "base_url": "base_url",
-        "encoding_format": "encoding_format",
-        "embed_batch_size": "batch_size",
-        "max_concurrency": "max_concurrency",
-        "timeout": "timeout",
-        "max_retries": "max_retries",
-        "deadline": "deadline",
-        "requests_per_second": "requests_per_second",
-        "requests_per_minute": "requests_per_minute",
-        "tokens_per_minute": "tokens_per_minute",
-        "default_headers": "default_headers",
-        "allow_insecure_http": "allow_insecure_http",
-        "retry_policy": "retry_policy",
-        "quota_store": "quota_store",
-    }
+    _fields: ClassVar[dict[str, str]] = _shell.fields(
+        "api_key",
+        "base_url",
+        "encoding_format",
+        "max_concurrency",
+        "timeout",
+        "max_retries",
+        "deadline",
+        "requests_per_second",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "default_headers",
+        "allow_insecure_http",
+        "retry_policy",
+        "quota_store",
+        embed_batch_size="batch_size",
+    )
 
     model_config = ConfigDict(
         # A misspelt setting (dimension=256) is an error, not silently ignored.
@@ -180,67 +179,9 @@ class _StudioEmbedding(BaseEmbedding):
         validate_assignment=True,
     )
 
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise _shell.configuration_error(type(self), e) from None
-        # Built here, not in a validator, so a bad setting raises the core's
-        # ConfigurationError (a ValueError) as is, not wrapped in a ValidationError.
-        self._apply()
-
-    def _apply(self) -> EmbeddingsClient:
+    def _overrides(self) -> dict[str, Any]:
         # num_workers is LlamaIndex's own name for parallel requests: a fallback.
-        fallback = {"max_concurrency": self.max_concurrency or self.num_workers}
-        return _shell.apply(self, self._provider, self._fields, fallback)
-
-    @model_validator(mode="after")
-    def _rebuild_on_assignment(self) -> Self:
-        if (self.__pydantic_private__ or {}).get("_client") is not None:
-            self._apply()
-        return self
-
-    def model_copy(self, *, update: Any = None, deep: bool = False) -> Any:
-        """A copy; with ``update``, the new settings are checked and get their own core client."""
-        copy = super().model_copy(update=update, deep=deep)
-        if update:  # pydantic copies without validating
-            copy._apply()
-        return copy
-
-    @property
-    def client(self) -> EmbeddingsClient:
-        """The core client behind this object (built at construction)."""
-        # model_validate() and model_construct() skip __init__, and LlamaIndex's pickling
-        # drops what it cannot pickle (a lambda iam_token): build it then, or say what is missing.
-        client = (self.__pydantic_private__ or {}).get("_client")
-        return client or self._apply()
-
-    def __getstate__(self) -> dict[str, Any]:
-        _shell.check_picklable(self)
-        state: dict[str, Any] = super().__getstate__()
-        private = state.get("__pydantic_private__") or {}
-        state["__pydantic_private__"] = {k: v for k, v in private.items() if k != "_accepted"}
-        return state
-
-    def close(self) -> None:
-        """Close the connections of sync calls."""
-        self.client.close()
-
-    async def aclose(self) -> None:
-        """Close the running event loop's connections."""
-        await self.client.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        return {"max_concurrency": self.max_concurrency or self.num_workers}
 
     def to_payload(self) -> dict[str, Any]:
         """Non-secret description for callback and instrumentation events."""
@@ -294,26 +235,15 @@ class _StudioEmbedding(BaseEmbedding):
         """Async twin of :meth:`get_text_embedding_batch`; never blocks the event loop."""
         return await self._aembed(_as_list(texts), "document", show_progress)
 
-    def embed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
-        """Embed into one float32 matrix ``(len(texts), dims)`` for bulk ingestion (numpy).
-
-        No cache, no events: the path for loaders that write matrices (FAISS, Parquet, Ray).
-        """
-        return self.client.embed_array(_as_list(texts), kind=kind)
-
-    async def aembed_array(self, texts: list[str], *, kind: Kind = "document") -> numpy.ndarray:
-        """Async twin of :meth:`embed_array`."""
-        return await self.client.aembed_array(_as_list(texts), kind=kind)
-
     # ------------------------------------------------------------ one call
     # Each public method is one core call, with LlamaIndex's events around it and its cache
     # in front of it; the sync and async drivers differ only in the awaits.
 
     @contextmanager
-    def _events(self, texts: list[str]) -> Iterator[_Outcome]:
+    def _events(self, texts: list[str]) -> Iterator[_shell.CacheFill]:
         model_dict = self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
-        outcome = _Outcome()
+        outcome = _shell.CacheFill()
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}
         ) as event:
@@ -332,7 +262,9 @@ class _StudioEmbedding(BaseEmbedding):
                 if self.rate_limiter is not None:
                     for tokens in self.client.request_tokens(todo):
                         self.rate_limiter.acquire(tokens)
-                result = self.client.embed_with_result(todo, kind, show_progress_bar=show_progress or None)
+                result = self.client.embed_with_result(
+                    todo, kind, show_progress_bar=show_progress or None
+                )
                 for text, vec in outcome.finish(result):
                     if cache is not None:
                         cache.put(key=text, val={"vector": vec}, collection=collection)
@@ -358,34 +290,6 @@ class _StudioEmbedding(BaseEmbedding):
         return outcome.vectors
 
 
-class _Outcome:
-    """One call's vectors: those the cache had, then those the core sent back."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.slots: list[Embedding | None] = []
-        self.missing: list[int] = []
-        self.result: EmbedResult | None = None
-
-    def start(self, texts: list[str], cached: list[dict[str, Any] | None]) -> list[str]:
-        """Take what the cache had; return the texts still to embed."""
-        self.texts = texts
-        self.slots = [_cached_vector(entry) for entry in cached] if cached else [None] * len(texts)
-        self.missing = [i for i, v in enumerate(self.slots) if v is None]
-        return [texts[i] for i in self.missing]
-
-    def finish(self, result: EmbedResult) -> Iterator[tuple[str, Embedding]]:
-        """Place the core's vectors; yield (text, vector) pairs for the cache."""
-        self.result = result
-        for i, vec in zip(self.missing, result.vectors, strict=True):
-            self.slots[i] = vec
-            yield self.texts[i], vec
-
-    @property
-    def vectors(self) -> list[Embedding]:
-        return [v for v in self.slots if v is not None]
-
-
 def _end_event(texts: list[str], vectors: list[Embedding]) -> EmbeddingEndEvent:
     # model_construct: validating would check and copy every float (0.2 s per 2,000 4096-dim
     # vectors, and a second copy of them in memory); these lists come from the core, checked.
@@ -397,13 +301,6 @@ def _as_list(texts: Any) -> list[str]:
         msg = "texts must be a list of strings, not a single string: wrap it in a list."
         raise TypeError(msg)
     return list(texts)
-
-
-def _cached_vector(entry: dict[str, Any] | None) -> Embedding | None:
-    # LlamaIndex stores {uuid: vector}; we store {"vector": vector}: read either.
-    if not entry:
-        return None
-    return list(next(iter(entry.values())))
 
 
 def _end_payload(
@@ -500,11 +397,13 @@ class NebiusEmbedding(_StudioEmbedding):
 
     _fields: ClassVar[dict[str, str]] = {
         **_StudioEmbedding._fields,
-        "model_name": "model",
-        "project_id": "project",
-        "dimensions": "dimensions",
-        "service_tier": "service_tier",
-        "query_instruction": "query_instruction",
+        **_shell.fields(
+            "dimensions",
+            "service_tier",
+            "query_instruction",
+            model_name="model",
+            project_id="project",
+        ),
     }
 
 
@@ -625,12 +524,14 @@ class YandexEmbedding(_StudioEmbedding):
 
     _fields: ClassVar[dict[str, str]] = {
         **_StudioEmbedding._fields,
-        "iam_token": "iam_token",
-        "folder_id": "project",
-        "doc_model": "model",
-        "query_model": "query_model",
-        "model_version": "model_version",
-        "data_logging": "data_logging",
+        **_shell.fields(
+            "iam_token",
+            "query_model",
+            "model_version",
+            "data_logging",
+            folder_id="project",
+            doc_model="model",
+        ),
     }
 
     @model_validator(mode="after")
