@@ -720,6 +720,9 @@ def scenario_nebius_throughput(report: Report, args: argparse.Namespace, emu: Em
     if ours_sync is not None and ours_sync.cpu_s:
         report.scenarios.setdefault("1", {})["ours_sync_cpu_ms_per_1000"] = (
             ours_sync.cpu_s * 1000.0 / ours_sync.docs * 1000.0)
+    if fastest is not None:
+        report.scenarios.setdefault("1", {})["fastest_peer"] = {
+            "contender": fastest.contender, "docs_per_s": fastest.docs_per_s}
     peers = [r for r in rows if not r.ours and r.ratio is not None]
     closest = min(peers, key=lambda r: r.ratio or 0.0, default=None)
     if closest is not None:
@@ -877,7 +880,8 @@ def scenario_decode(report: Report, args: argparse.Namespace, emu: EmulatorProce
     import numpy as np
     import pybase64
 
-    from studio_embeddings._client import EmbeddingsClient, _decode
+    from studio_embeddings._wire import ListRows, parse_answer, plan
+    from studio_embeddings._wire import decode as _decode
     from studio_embeddings.emulator._vectors import embed_array, to_base64
 
     n = 256 if args.quick else 1024
@@ -896,9 +900,7 @@ def scenario_decode(report: Report, args: argparse.Namespace, emu: EmulatorProce
         payload = {"object": "list", "data": data, "model": NEBIUS_MODEL,
                    "usage": {"prompt_tokens": 10, "total_tokens": 10}}
         bodies.append((start, json.dumps(payload, separators=(",", ":")).encode()))
-    client = EmbeddingsClient("nebius", api_key=KEY, base_url="http://127.0.0.1:1/nebius/v1",
-                              model=NEBIUS_MODEL, batch_size=batch)
-    batches = client._batches(texts)
+    batches = plan(texts, batch)
     assert [b.start for b in batches] == [s for s, _ in bodies]
 
     # The bare reference uses the fastest base64 decoder there is (pybase64, also ours), so
@@ -921,10 +923,12 @@ def scenario_decode(report: Report, args: argparse.Namespace, emu: EmulatorProce
         return out
 
     def ours_store() -> Any:
-        state = client._new_state(n, NEBIUS_MODEL)
+        rows = ListRows(n)
         for b, (_, body) in zip(batches, bodies, strict=True):
-            client._store(state, b, body, 1)
-        return state.out
+            answer = parse_answer(body, len(b.texts), "Nebius")
+            for offset, embedding in enumerate(answer.embeddings):
+                rows.put(b.start + offset, embedding, answer.lifted, "Nebius")
+        return rows.out
 
     def best(fn: Callable[[], Any]) -> tuple[float, Any]:
         times = []
@@ -980,6 +984,129 @@ def scenario_decode(report: Report, args: argparse.Namespace, emu: EmulatorProce
                       f"{call_cpu:.0f} vs {bare:.0f} ms per 1,000 vectors ({call_cpu / bare:.2f}x)")
     report.scenarios["4"] = {"title": f"decode CPU, {n} 4096-dim base64 vectors",
                              "results": results, "markdown_rows": lines}
+
+
+def scenario_array(report: Report, args: argparse.Namespace, emu: EmulatorProcess) -> None:
+    """The numpy path (embed_array) beside the list path, on scenario 1's set-up."""
+    import numpy as np
+    import pybase64
+
+    from studio_embeddings._wire import ArrayRows, parse_answer, plan
+    from studio_embeddings.emulator._vectors import embed_array, to_base64
+    from studio_embeddings.langchain import NebiusEmbeddings
+
+    n = 200 if args.quick else 2000
+    repeats = 2 if args.quick else 5
+    print(f"\n== Scenario 7: Nebius array path: {n} docs, 80 ms + 0.5 ms/input, 4096 dims ==")
+    texts = make_corpus(n)
+    emu.configure(latency_ms=80, per_input_ms=0.5, yandex_rps=None, nebius_rpm=None, shuffle=True)
+    emb = NebiusEmbeddings(api_key=KEY, base_url=emu.base_url("nebius"), model=NEBIUS_MODEL)
+    emb.embed_documents(texts[:64])
+    emb.embed_array(texts[:64])
+    runs: dict[str, list[tuple[float, float]]] = {"list": [], "array": []}
+    lists: Any = None
+    matrix: Any = None
+    for _ in range(repeats):  # alternating, so neither side gets the warmer process
+        for name, fn in (("list", emb.embed_documents), ("array", emb.embed_array)):
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = fn(texts)
+            runs[name].append((time.perf_counter() - t0, time.process_time() - c0))
+            if name == "list":
+                lists = out
+            else:
+                matrix = out
+            del out
+    wall = {k: min(w for w, _ in v) for k, v in runs.items()}
+    cpu = {k: min(c for _, c in v) for k, v in runs.items()}
+    exact = bool(matrix.tobytes() == np.asarray(lists, dtype=np.float32).tobytes())
+    ok, message = verify(lists, texts, nebius_expected(), 4096, full=False)
+    del lists
+    gc.collect()
+    # The bare reference: the same payloads, decoded into a matrix allocated once.
+    batch = 64
+    strings = [base64.b64encode(to_base64(embed_array("nebius", NEBIUS_MODEL, t))).decode("ascii")
+               for t in texts]
+    bodies = []
+    for start in range(0, n, batch):
+        data = [{"object": "embedding", "index": i, "embedding": strings[start + i]}
+                for i in range(min(batch, n - start))]
+        random.Random(start).shuffle(data)
+        bodies.append(json.dumps({"object": "list", "data": data, "model": NEBIUS_MODEL,
+                                  "usage": {"total_tokens": 1}}).encode())
+
+    def bare() -> Any:
+        out = np.empty((n, 4096), dtype=np.float32)
+        for start, body in zip(range(0, n, batch), bodies, strict=True):
+            for item in json.loads(body)["data"]:
+                out[start + item["index"]] = np.frombuffer(pybase64.b64decode(item["embedding"]), "<f4")
+        return out
+
+    def ours_rows() -> Any:
+        rows = ArrayRows(n, np)
+        for b, body in zip(plan(texts, batch), bodies, strict=True):
+            answer = parse_answer(body, len(b.texts), "Nebius")
+            for offset, embedding in enumerate(answer.embeddings):
+                rows.put(b.start + offset, embedding, answer.lifted, "Nebius")
+        return rows.matrix
+
+    def best_cpu(fn: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(repeats):
+            gc.collect()
+            c0 = time.process_time()
+            fn()
+            times.append(time.process_time() - c0)
+        return min(times)
+
+    bare_cpu, rows_cpu = best_cpu(bare), best_cpu(ours_rows)
+    rows_exact = bool(ours_rows().tobytes() == bare().tobytes())
+    # Memory: one traced call; the peak over the returned matrix.
+    gc.collect()
+    tracemalloc.start()
+    base_mem, _ = tracemalloc.get_traced_memory()
+    traced = emb.embed_array(texts)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    mem_ratio = (peak - base_mem) / traced.nbytes
+    del traced
+    per_k = 1e6 / n  # seconds for n vectors -> ms per 1,000
+    lines = [("path", "wall s", "client CPU s", "CPU ms / 1,000 vectors", "exact"),
+             ("embed_documents (lists)", f"{wall['list']:.3f}", f"{cpu['list']:.3f}",
+              f"{cpu['list'] * per_k:.1f}", str(ok)),
+             ("embed_array (float32 matrix)", f"{wall['array']:.3f}", f"{cpu['array']:.3f}",
+              f"{cpu['array'] * per_k:.1f}", str(exact)),
+             ("ours: parse + ArrayRows, in-process", "-", f"{rows_cpu:.3f}",
+              f"{rows_cpu * per_k:.1f}", str(rows_exact)),
+             ("bare json.loads + np.frombuffer into a matrix", "-", f"{bare_cpu:.3f}",
+              f"{bare_cpu * per_k:.1f}", "ref")]
+    for row in lines:
+        print("  " + " | ".join(row))
+    report.target("7", "embed_array equals embed_documents cast to float32, bit for bit",
+                  exact and ok, f"{message}; matrix exact={exact}")
+    report.target("7", "client CPU of embed_array <= 1/3 of embed_documents'",
+                  cpu["array"] <= cpu["list"] / 3,
+                  f"{cpu['array']:.3f} vs {cpu['list']:.3f} s ({cpu['array'] / cpu['list']:.2f}x)")
+    report.target("7", "embed_array's whole-call client CPU within 2x of a bare np.frombuffer "
+                  "decode into a preallocated matrix", cpu["array"] <= 2 * bare_cpu,
+                  f"{cpu['array']:.3f} vs {bare_cpu:.3f} s ({cpu['array'] / bare_cpu:.2f}x); our "
+                  f"response path alone (parse + rows) {rows_cpu / bare_cpu:.2f}x")
+    report.target("7", "wall of embed_array <= 0.6x embed_documents'",
+                  wall["array"] <= 0.6 * wall["list"],
+                  f"{wall['array']:.3f} vs {wall['list']:.3f} s ({wall['array'] / wall['list']:.2f}x)")
+    fastest = report.scenarios.get("1", {}).get("fastest_peer")
+    if fastest and fastest.get("docs_per_s"):
+        speedup = (n / wall["array"]) / fastest["docs_per_s"]
+        report.target("7", "embed_array >= 5x faster than the fastest peer (scenario 1)",
+                      speedup >= 5, f"{speedup:.2f}x vs {fastest['contender']} "
+                      f"({n / wall['array']:.0f} vs {fastest['docs_per_s']:.0f} docs/s)")
+    report.target("7", "peak traced memory of embed_array < 1.5x the returned matrix",
+                  mem_ratio < 1.5, f"{mem_ratio:.2f}x ({(peak - base_mem) / 2**20:.0f} MiB peak, "
+                  f"{n * 4096 * 4 / 2**20:.0f} MiB matrix)")
+    report.scenarios["7"] = {"title": f"Nebius array path: {n} docs, 4096 dims",
+                             "wall_s": wall, "cpu_s": cpu, "bare_cpu_s": bare_cpu,
+                             "rows_cpu_s": rows_cpu, "memory_ratio": mem_ratio,
+                             "markdown_rows": lines}
 
 
 def _deep_size(vectors: list[list[float]]) -> int:
@@ -1158,8 +1285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run under ~60 s")
     parser.add_argument("--sweep", action="store_true", help="also the chunk_size x concurrency grid")
-    parser.add_argument("--only", default="1,2,3,4,5",
-                        help="comma-separated scenarios to run (1-5, sweep); default 1-5")
+    parser.add_argument("--only", default="1,2,3,4,5,7",
+                        help="comma-separated scenarios to run (1-5, 7, sweep); default all")
     parser.add_argument("--full-peers", action="store_true",
                         help="time sequential peers on every document instead of a sample")
     parser.add_argument("--json", default=None,
@@ -1185,7 +1312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     scenarios: list[tuple[str, Callable[[Report, argparse.Namespace, EmulatorProcess], None]]] = [
         ("1", scenario_nebius_throughput), ("2", scenario_yandex), ("3", scenario_nebius_rpm),
-        ("4", scenario_decode), ("5", scenario_memory), ("sweep", scenario_sweep),
+        ("4", scenario_decode), ("5", scenario_memory), ("7", scenario_array),
+        ("sweep", scenario_sweep),
     ]
     crashed = []
     # One emulator process for the whole run; each scenario sets every knob it relies on.
