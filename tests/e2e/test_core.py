@@ -534,3 +534,25 @@ def test_yandex_permission_denied_names_the_folder(emulator: Any) -> None:
     with pytest.raises(PermissionDeniedError, match=f"folder_id='{FOLDER}'"):
         yandex(emulator).embed(["x"])
     assert len(emulator.requests) == 1
+
+
+async def test_max_concurrency_bounds_requests_per_client_across_calls(emulator: Any) -> None:
+    # Each request takes 200 ms at the server: arrivals closer than that overlap in flight.
+    emulator.configure(latency_ms=200)
+    client = nebius(emulator, max_concurrency=4)
+    sync_done = threading.Event()
+
+    def sync_side() -> None:  # sync calls of the same client share the same bound
+        client.embed(texts(3))
+        sync_done.set()
+
+    worker = threading.Thread(target=sync_side)
+    worker.start()
+    vectors = await asyncio.gather(*(client.aembed([f"query {i}"], "query") for i in range(20)))
+    worker.join(timeout=30)
+    assert sync_done.is_set()
+    assert len(vectors) == 20
+    arrivals = sorted(r.time for r in emulator.requests)
+    assert len(arrivals) == 21
+    overlapping = max(sum(1 for u in arrivals if t - 0.19 < u <= t) for t in arrivals)
+    assert overlapping <= 4
