@@ -60,6 +60,7 @@ from typing_extensions import Self
 from studio_embeddings import _shell
 from studio_embeddings._client import DEFAULT_TIMEOUT, EmbeddingsClient, EmbedResult, Kind
 from studio_embeddings._retry import RetryPolicy
+from studio_embeddings._wire import check_texts
 from studio_embeddings.providers import NEBIUS, YANDEX, EncodingFormat, Provider
 
 if TYPE_CHECKING:
@@ -227,13 +228,13 @@ class _StudioEmbedding(_shell.ShellMixin, BaseEmbedding):
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Embed document texts in one core call: batched, bounded, paced, in input order."""
-        return self._embed(_as_list(texts), "document", show_progress)
+        return self._embed(check_texts(texts), "document", show_progress)
 
     async def aget_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Async twin of :meth:`get_text_embedding_batch`; never blocks the event loop."""
-        return await self._aembed(_as_list(texts), "document", show_progress)
+        return await self._aembed(check_texts(texts), "document", show_progress)
 
     # ------------------------------------------------------------ one call
     # Each public method is one core call, with LlamaIndex's events around it and its cache
@@ -294,13 +295,6 @@ def _end_event(texts: list[str], vectors: list[Embedding]) -> EmbeddingEndEvent:
     # model_construct: validating would check and copy every float (0.2 s per 2,000 4096-dim
     # vectors, and a second copy of them in memory); these lists come from the core, checked.
     return EmbeddingEndEvent.model_construct(chunks=texts, embeddings=vectors)
-
-
-def _as_list(texts: Any) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        msg = "texts must be a list of strings, not a single string: wrap it in a list."
-        raise TypeError(msg)
-    return list(texts)
 
 
 def _end_payload(
