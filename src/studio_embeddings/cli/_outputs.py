@@ -134,7 +134,9 @@ def _check_dims(matrix: Any, dims: int | None, np: Any) -> int:
             "Pass the same settings, another --output, or --overwrite."
         )
         raise Stop(msg)
-    if not np.isfinite(matrix).all():
+    # A float64 sum of float32 values cannot overflow, so it is finite unless one value is not
+    # (and it needs no temporary array the size of the matrix, as isfinite(matrix) would).
+    if not np.isfinite(matrix.sum(dtype=np.float64)):
         msg = "The provider returned a vector with NaN or infinity; nothing of it was written."
         raise Stop(msg)
     return width
