@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | ``studio-embeddings demo`` | ``demo.py`` | embeds a small corpus with both providers through LangChain and LlamaIndex and answers a few questions by similarity; on the offline emulator when no key is set |
 | ``studio-embeddings serve --port 8000`` | ``serve.py`` | runs the offline emulator of both APIs on 127.0.0.1; one flag per emulator knob |
-| ``studio-embeddings embed INPUT --output OUTPUT`` | ``embed.py`` (files: ``_files.py``) | embeds a JSONL or text file into JSONL, resumable |
+| ``studio-embeddings embed INPUT --output OUTPUT`` | ``embed.py`` (input: ``_files.py``, output formats: ``_outputs.py``) | embeds a JSONL or text file into JSONL, ``.npy`` or Parquet, resumable |
 
 ``_common.py`` holds what they share: the emulator's stand-in credentials and the environment
 checks.

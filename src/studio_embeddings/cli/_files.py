@@ -1,13 +1,12 @@
-"""``studio-embeddings embed``'s files: reading and checking the input, reading what an
-output already holds (for resuming), and the lines written.
+"""``studio-embeddings embed``'s input: reading and checking it, and matching it against what
+an output already holds (for resuming). The output formats live in ``_outputs.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,16 +14,12 @@ from typing import Any, Literal
 __all__ = [
     "JSONL_SUFFIXES",
     "REPORT_CAP",
-    "Done",
     "Format",
     "Invalid",
     "Record",
     "Scan",
     "Stop",
-    "check_vectors",
     "input_format",
-    "output_line",
-    "read_done",
     "read_records",
     "report_invalid",
     "scan_inputs",
@@ -32,7 +27,7 @@ __all__ = [
 
 Format = Literal["jsonl", "text"]
 
-#: File name endings read as JSON Lines when ``--format`` is not given.
+#: File name endings read as JSON Lines when ``--input-format`` is not given.
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 #: Invalid input lines printed before "... and N more".
 REPORT_CAP = 20
@@ -72,22 +67,11 @@ class Scan:
     mismatch: str | None = None
 
 
-@dataclass
-class Done:
-    """What an existing output already holds."""
-
-    ids: list[Any] = field(default_factory=list)
-    keep_bytes: int = 0
-    size: int = 0
-    dims: int | None = None
-    repair_newline: bool = False
-
-
 # ------------------------------------------------------------------------------ input
 
 
 def input_format(path: Path, given: str | None) -> Format:
-    """``--format`` if given, else by file name: JSONL for ``.jsonl``/``.ndjson``/``.json``."""
+    """``--input-format`` if given, else by name: JSONL for ``.jsonl``/``.ndjson``/``.json``."""
     if given is not None:
         return "jsonl" if given == "jsonl" else "text"
     return "jsonl" if path.suffix.lower() in JSONL_SUFFIXES else "text"
@@ -161,18 +145,33 @@ def read_records(
                 yield Record(number, number, line)
 
 
-def scan_inputs(args: argparse.Namespace, fmt: Format, written: list[Any]) -> Scan:
-    """Count and check the inputs; ``written`` are the ids the output already holds."""
+def scan_inputs(
+    args: argparse.Namespace,
+    fmt: Format,
+    written: list[Any],
+    key: Callable[[str | int], Any] = lambda ident: ident,
+    label: str = "",
+) -> Scan:
+    """Count and check the inputs; ``written`` are the ids the output already holds.
+
+    ``key`` turns an input id into the form the output stores (Parquet ids are strings);
+    ``label`` names a record of the output in a mismatch message (``OUTPUT line``).
+    """
     scan = Scan()
+    label = label or f"{args.output} line"
     for item in read_records(args.input, fmt, args.text_field, args.id_field):
         if isinstance(item, Invalid):
             scan.invalid_total += 1
             if len(scan.invalid) < REPORT_CAP:
                 scan.invalid.append(item)
             continue
-        if scan.valid < len(written) and scan.mismatch is None and written[scan.valid] != item.id:
+        if (
+            scan.valid < len(written)
+            and scan.mismatch is None
+            and written[scan.valid] != key(item.id)
+        ):
             scan.mismatch = (
-                f"{args.output} line {scan.valid + 1} has id {written[scan.valid]!r} but input "
+                f"{label} {scan.valid + 1} has id {written[scan.valid]!r} but input "
                 f"record {scan.valid + 1} (line {item.line}) has id {item.id!r}: the output "
                 "belongs to another input. Pass another --output, or --overwrite to start over."
             )
@@ -185,83 +184,3 @@ def report_invalid(scan: Scan, path: Path, cap: int) -> str:
     if scan.invalid_total > cap:
         lines.append(f"  ... and {scan.invalid_total - cap} more")
     return f"{path}:\n" + "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- output
-
-
-def _valid_output_line(raw: bytes) -> tuple[Any, int] | None:
-    """(id, vector length) of an output line, or None if it is not a record."""
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict) or "id" not in obj:
-        return None
-    vector = obj.get("embedding")
-    if not isinstance(vector, list) or not vector:
-        return None
-    return obj["id"], len(vector)
-
-
-def read_done(path: Path) -> Done:
-    """What ``path`` already holds: the ids of its leading valid lines, and where they end.
-
-    A crash can only leave a cut-off tail (each chunk is written at once and flushed), so
-    invalid lines at the end are dropped; an invalid line followed by valid ones means the
-    file is not ours, and stops the run.
-    """
-    done = Done()
-    if not path.exists():
-        return done
-    bad_line = 0
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            done.size += len(raw)
-            whole = raw if raw.endswith(b"\n") else raw + b"\n"
-            # A last line without its newline is kept only if it is whole (written by hand).
-            parsed = _valid_output_line(whole) if raw.strip() else None
-            if parsed is not None and done.dims is not None and parsed[1] != done.dims:
-                parsed = None
-            if parsed is None:
-                bad_line = bad_line or number
-                continue
-            if bad_line:
-                msg = (
-                    f"{path} line {bad_line} is not an embedding record, but valid records "
-                    "follow it: this file was not written by an interrupted run. Pass another "
-                    "--output, or --overwrite to start over."
-                )
-                raise Stop(msg)
-            done.ids.append(parsed[0])
-            done.dims = parsed[1]
-            done.keep_bytes += len(raw)
-            done.repair_newline = whole is not raw
-    return done
-
-
-def output_line(ident: str | int, vector: list[float]) -> str:
-    return (
-        json.dumps({"id": ident, "embedding": vector}, ensure_ascii=False, separators=(",", ":"))
-        + "\n"
-    )
-
-
-def check_vectors(vectors: list[list[float]], dims: int | None) -> int:
-    for vector in vectors:
-        if dims is None:
-            dims = len(vector)
-        if len(vector) != dims:
-            msg = (
-                f"The new vectors have {len(vector)} dimensions but the output holds "
-                f"{dims}-dimensional ones: was it written with another model or --dimensions? "
-                "Pass the same settings, another --output, or --overwrite."
-            )
-            raise Stop(msg)
-        if not all(math.isfinite(x) for x in vector):
-            msg = "The provider returned a vector with NaN or infinity; nothing of it was written."
-            raise Stop(msg)
-    assert dims is not None
-    return dims
-
-

@@ -1,33 +1,39 @@
-"""``studio-embeddings embed``: embed a JSONL or text file into JSONL, resumably.
+"""``studio-embeddings embed``: embed a JSONL or text file into JSONL, ``.npy`` or Parquet,
+resumably.
 
 The command is a thin shell over :class:`~studio_embeddings._client.EmbeddingsClient`: the
-core batches, paces, fans out and retries; this module reads, validates, resumes and writes.
+core batches, paces, fans out and retries, and hands back each write batch as one float32
+matrix (:meth:`~studio_embeddings._client.EmbeddingsClient.embed_array`); this module reads,
+validates, resumes and writes.
 
 Read:
-    ``.jsonl``, ``.ndjson`` and ``.json`` files (or ``--format jsonl``) hold one JSON object per
-    line; the text is ``--text-field``, the id ``--id-field`` or, when the object has no such
-    field, the 1-based line number. Blank lines are ignored. Any other file (or
-    ``--format text``) holds one document per line, its id the line number.
+    ``.jsonl``, ``.ndjson`` and ``.json`` files (or ``--input-format jsonl``) hold one JSON
+    object per line; the text is ``--text-field``, the id ``--id-field`` or, when the object
+    has no such field, the 1-based line number. Blank lines are ignored. Any other file (or
+    ``--input-format text``) holds one document per line, its id the line number.
 Validate:
     the whole input is checked before anything is sent: bad UTF-8, malformed JSON, a line
     that is not an object, a missing or non-string text, an empty or whitespace-only text, an
     id that is not a string or integer. Every problem is reported with its line number (the
     first 20 printed) and the run stops with exit code 1, unless ``--skip-invalid`` skips and
     counts them.
-Resume:
-    the output's first K complete, valid lines stand for the first K valid inputs (their ids
-    are checked); a cut-off or invalid tail left by a crash is dropped, and only the remaining
-    inputs are sent and appended. ``--overwrite`` starts over.
 Write:
-    ``{"id": ..., "embedding": [...]}`` per input, in input order, appended chunk by chunk
-    (``--write-batch`` texts, flushed and synced each time), so an interrupted run keeps what
-    it finished. ``--write-batch`` counts texts per write, not per request (that is
+    ``--format jsonl|npy|parquet`` (default: by the output's suffix ``.npy`` / ``.parquet``,
+    else JSONL), in input order, one write batch (``--write-batch`` texts) at a time, each
+    synced to disk; ``_outputs.py`` says how each format is laid out while running and when
+    finished. ``--write-batch`` counts texts per write, not per request (that is
     ``--batch-size``, LangChain's ``chunk_size``); its old name ``--chunk-size`` still works,
     hidden and deprecated.
+Resume:
+    what an earlier run wrote stands for the first inputs (their ids are checked); a cut-off
+    tail left by a crash is dropped, and only the remaining inputs are sent and appended.
+    ``--overwrite`` starts over.
+
+Memory: one write batch's matrix and the requests in flight (and, for JSONL, one row's text).
 
 Exit codes: 0 done; 1 invalid input, an output that does not belong to the input, or a
 provider error (what was written is kept: rerun to resume); 2 a setting is wrong or missing
-(for instance no API key); 130 interrupted.
+(for instance no API key, numpy or pyarrow missing); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -35,26 +41,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from studio_embeddings.cli._common import emulator_settings, say
 from studio_embeddings.cli._files import (
+    JSONL_SUFFIXES,
     REPORT_CAP,
-    Done,
     Format,
     Record,
     Stop,
-    check_vectors,
     input_format,
-    output_line,
-    read_done,
     read_records,
     report_invalid,
     scan_inputs,
+)
+from studio_embeddings.cli._outputs import (
+    Held,
+    Sink,
+    make_sink,
+    numpy_module,
+    output_format,
 )
 from studio_embeddings.providers import credential_help
 
@@ -67,27 +76,38 @@ __all__ = ["add_parser", "run"]
 MAX_DEFAULT_CHUNK = 1024
 
 _EPILOG = """\
-input formats:
+input formats (--input-format, else by INPUT's name):
   JSONL (.jsonl, .ndjson, .json)  {"id": "doc-1", "text": "Paris is the capital of France."}
                                   one object per line; the id defaults to the line number
   text (any other name)           one document per line; the id is the line number
 
-output: one line {"id": ..., "embedding": [...]} per valid input, in input order.
+output formats (--format, else by OUTPUT's suffix), one record per valid input, in input order:
+  jsonl (.jsonl, any other name)  {"id": ..., "embedding": [...]} per line
+  npy (.npy)                      OUTPUT: a float32 matrix of shape (records, dims), for
+                                  numpy.load; ids in OUTPUT's name with .ids.jsonl for its
+                                  suffix (vectors.npy -> vectors.ids.jsonl), one JSON string or
+                                  integer per line, line i for row i
+  parquet (.parquet)              columns id (string) and embedding (fixed-size list of
+                                  float32); needs pyarrow: pip install 'studio-embeddings[parquet]'
+  While it runs, npy writes OUTPUT.partial (and the ids file) and parquet writes OUTPUT.parts/;
+  OUTPUT appears, renamed into place, only when every record is in it.
 
-resume: rerun the same command after an interruption; the records already in OUTPUT are
-  kept (a cut-off last line is dropped) and only the rest is embedded. --overwrite starts over.
+resume: rerun the same command after an interruption; the records already written are kept
+  (a cut-off tail is dropped) and only the rest is embedded. --overwrite starts over.
 
 credentials come from the environment (never the command line):
 {credentials}
   --emulator runs an offline emulator in-process instead (deterministic stand-in vectors).
 
 exit codes: 0 done, 1 invalid input or provider error (rerun to resume), 2 bad or missing
-  setting, 130 interrupted.
+  setting (or numpy / pyarrow missing), 130 interrupted.
 
 examples:
   studio-embeddings embed docs.jsonl --output vectors.jsonl
   studio-embeddings embed notes.txt --output vectors.jsonl --provider yandex
   studio-embeddings embed docs.jsonl --output vectors.jsonl --emulator --skip-invalid
+  studio-embeddings embed docs.jsonl --output vectors.npy        # + vectors.ids.jsonl
+  studio-embeddings embed docs.jsonl --output vectors.parquet
 """
 
 
@@ -100,10 +120,11 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "embed",
-        help="embed a JSONL or text file into JSONL (resumable)",
-        description='Embeds every line of INPUT and writes {"id", "embedding"} JSON lines '
-        "to OUTPUT in input order, in flushed chunks. The input is validated before anything "
-        "is sent; rerunning the same command resumes an interrupted run.",
+        help="embed a JSONL or text file into JSONL, .npy or Parquet (resumable)",
+        description="Embeds every line of INPUT and writes its id and vector to OUTPUT "
+        "(JSONL, .npy with an ids file, or Parquet) in input order, in synced write batches. "
+        "The input is validated before anything is sent; rerunning the same command resumes "
+        "an interrupted run.",
         epilog=_EPILOG.replace("{credentials}", credential_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,7 +135,8 @@ def add_parser(sub: Any) -> None:
         required=True,
         type=Path,
         metavar="OUTPUT",
-        help="JSONL file to write; if it exists, the run resumes after the records it holds",
+        help="file to write (.jsonl, .npy or .parquet); if an earlier run wrote to it, "
+        "the run resumes after the records it holds",
     )
     p.add_argument(
         "--provider",
@@ -124,6 +146,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--format",
+        default=None,
+        metavar="{jsonl,npy,parquet}",
+        help="output format (default: npy for .npy, parquet for .parquet, jsonl otherwise)",
+    )
+    p.add_argument(
+        "--input-format",
         choices=["jsonl", "text"],
         default=None,
         help="input format (default: jsonl for .jsonl/.ndjson/.json names, text otherwise)",
@@ -215,7 +243,7 @@ def add_parser(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="texts embedded and appended to OUTPUT per step, each step flushed to disk "
+        help="texts embedded and appended to OUTPUT per step, each step synced to disk "
         f"(default: 2 x batch size x concurrency, at most {MAX_DEFAULT_CHUNK})",
     )
     # The old name, hidden: "chunk size" means texts per request in LangChain (chunk_size).
@@ -274,10 +302,14 @@ def _run(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         msg = f"cannot read {args.input}: no such file."
         raise Stop(msg, 2)
-    with contextlib.suppress(OSError):
-        if args.output.exists() and args.output.samefile(args.input):
-            msg = "--output must not be the input file."
-            raise Stop(msg, 2)
+    # Checked before anything is read or sent: every format goes through the float32 matrix.
+    sink = make_sink(output_format(args.output, args.format), args.output, numpy_module())
+    for path in sink.files():
+        with contextlib.suppress(OSError):
+            if path.exists() and path.samefile(args.input):
+                msg = f"--output must not be the input file ({path} is the input)."
+                raise Stop(msg, 2)
+    _note_old_format_flag(args, sink)
 
     with contextlib.ExitStack() as stack:
         emulator = None
@@ -298,14 +330,31 @@ def _run(args: argparse.Namespace) -> int:
             msg = f"{e}{hint}"
             raise Stop(msg, 2) from None
         stack.callback(client.close)
-        return _embed_file(args, client)
+        return _embed_file(args, client, sink)
     raise AssertionError  # pragma: no cover - ExitStack does not swallow
 
 
-def _embed_file(args: argparse.Namespace, client: EmbeddingsClient) -> int:
-    fmt = input_format(args.input, args.format)
-    done = Done() if args.overwrite else read_done(args.output)
-    scan = scan_inputs(args, fmt, done.ids)
+def _note_old_format_flag(args: argparse.Namespace, sink: Sink) -> None:
+    """``--format jsonl`` used to name the input format: say so where that may be what was meant."""
+    if (
+        args.format != "jsonl"
+        or args.input_format is not None
+        or args.input.suffix.lower() in JSONL_SUFFIXES
+    ):
+        return
+    with args.input.open("rb") as f:
+        first = next((line for line in f if line.strip()), b"")
+    if first.lstrip().startswith(b"{"):
+        say(
+            f"Reading {args.input} as plain text, one document per line (by its name). "
+            "--format names the output format; pass --input-format jsonl to read JSON objects."
+        )
+
+
+def _embed_file(args: argparse.Namespace, client: EmbeddingsClient, sink: Sink) -> int:
+    fmt = input_format(args.input, args.input_format)
+    held = Held() if args.overwrite else sink.read()
+    scan = scan_inputs(args, fmt, held.ids, sink.id_key, sink.label)
     if scan.invalid_total and not args.skip_invalid:
         msg = (
             f"{scan.invalid_total} invalid line(s) in "
@@ -321,52 +370,49 @@ def _embed_file(args: argparse.Namespace, client: EmbeddingsClient) -> int:
 
     if scan.mismatch is not None:
         raise Stop(scan.mismatch)
-    if len(done.ids) > scan.valid:
+    if len(held.ids) > scan.valid:
         msg = (
-            f"{args.output} holds {len(done.ids)} records but {args.input} has only "
+            f"{args.output} holds {len(held.ids)} records but {args.input} has only "
             f"{scan.valid} valid inputs: it belongs to another input. Pass another --output, "
             "or --overwrite to start over."
         )
         raise Stop(msg)
+    if held.complete and len(held.ids) == scan.valid:
+        sink.tidy()
+        say(f"All {scan.valid} records are already in {args.output}: nothing to do.")
+        return 0
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    mode = "r+b" if args.output.exists() and not args.overwrite else "w+b"
-    with args.output.open(mode) as out:
-        out.truncate(done.keep_bytes)
-        out.seek(done.keep_bytes)
-        if done.repair_newline:
-            out.write(b"\n")
-        if done.size > done.keep_bytes:
+    try:
+        sink.start(held, args.overwrite)
+        for note in held.notes:
+            say(note)
+        if held.ids and len(held.ids) < scan.valid:
             say(
-                f"Dropped an incomplete tail of {done.size - done.keep_bytes} bytes "
-                f"from {args.output}."
+                f"Resuming: {len(held.ids)} of {scan.valid} records are already written; "
+                f"embedding the remaining {scan.valid - len(held.ids)}."
             )
-        if done.ids and len(done.ids) < scan.valid:
-            say(
-                f"Resuming: {len(done.ids)} of {scan.valid} records are already in "
-                f"{args.output}; embedding the remaining {scan.valid - len(done.ids)}."
-            )
-        return _Writer(args, client, out, done, scan.valid).run(fmt)
+        return _Writer(args, client, sink, len(held.ids), scan.valid).run(fmt)
+    finally:
+        sink.close()
 
 
 class _Writer:
-    """Embeds the inputs after the ones already written, and appends them chunk by chunk."""
+    """Embeds the inputs after the ones already written, and appends them batch by batch."""
 
     def __init__(
         self,
         args: argparse.Namespace,
         client: EmbeddingsClient,
-        out: IO[bytes],
-        done: Done,
+        sink: Sink,
+        skipped: int,
         total: int,
     ) -> None:
         self.args = args
         self.client = client
-        self.out = out
-        self.done = done
-        self.dims = done.dims
+        self.sink = sink
+        self.skipped = skipped
         self.total = total
-        self.written = self.requests = self.tokens = self.retries = 0
+        self.written = 0
         self.bar: Any = None
 
     def run(self, fmt: Format) -> int:
@@ -374,15 +420,13 @@ class _Writer:
 
         from studio_embeddings.errors import StudioEmbeddingsError
 
-        args, skipped = self.args, len(self.done.ids)
-        if skipped == self.total:
-            say(f"All {self.total} records are already in {args.output}: nothing to do.")
-            return 0
-        say(
-            f"Embedding {self.total - skipped} text(s) from {args.input} with "
-            f"{self.client.provider.name} {self.client.model_for(args.kind)!r} "
-            f"into {args.output}."
-        )
+        args, skipped = self.args, self.skipped
+        if skipped < self.total:
+            say(
+                f"Embedding {self.total - skipped} text(s) from {args.input} with "
+                f"{self.client.provider.name} {self.client.model_for(args.kind)!r} "
+                f"into {args.output} ({self.sink.format})."
+            )
         write_batch = args.write_batch or _default_chunk(self.client)
         self.bar = tqdm(
             total=self.total,
@@ -402,45 +446,35 @@ class _Writer:
                     chunk = []
             if chunk:
                 self._embed_and_write(chunk)
+            self.sink.finish()
         except StudioEmbeddingsError as e:
             self.bar.close()
-            msg = (
-                f"{e}\n{skipped + self.written} of {self.total} records are in {args.output}; "
-                "rerun the same command to resume."
-            )
+            msg = f"{e}\n{self._progress()}; rerun the same command to resume."
             raise Stop(msg) from None
         except KeyboardInterrupt:
             self.bar.close()
-            say(
-                f"{skipped + self.written} of {self.total} records are in {args.output}; "
-                "rerun the same command to resume."
-            )
+            say(f"{self._progress()}; rerun the same command to resume.")
             raise
         self.bar.close()
         say(
-            f"Done: {self.written} embedded ({self.requests} request(s), {self.retries} retries, "
-            f"{self.tokens} tokens), {skipped} already present; {args.output} holds "
-            f"{self.total} records of {self.dims} dimensions."
+            f"Done: {self.written} embedded, {skipped} already present; {args.output} holds "
+            f"{self.total} records of {self.sink.dims} dimensions."
         )
         return 0
+
+    def _progress(self) -> str:
+        done = self.skipped + self.written
+        return f"{done} of {self.total} records are in {self.sink.work}"
 
     def _pending(self, fmt: Format) -> Iterator[Record]:
         """The valid records not yet written (the written ones' ids were checked by the scan)."""
         args = self.args
         records = read_records(args.input, fmt, args.text_field, args.id_field)
         valid = (r for r in records if isinstance(r, Record))
-        return itertools.islice(valid, len(self.done.ids), None)
+        return itertools.islice(valid, self.skipped, None)
 
     def _embed_and_write(self, chunk: list[Record]) -> None:
-        result = self.client.embed_with_result([r.text for r in chunk], kind=self.args.kind)
-        self.dims = check_vectors(result.vectors, self.dims)
-        # One write per chunk: a crash leaves at most a cut-off last line, which resume drops.
-        lines = (output_line(r.id, v) for r, v in zip(chunk, result.vectors, strict=True))
-        self.out.write("".join(lines).encode("utf-8"))
-        self.out.flush()
-        os.fsync(self.out.fileno())
+        matrix = self.client.embed_array([r.text for r in chunk], kind=self.args.kind)
+        self.sink.write([r.id for r in chunk], matrix)
         self.written += len(chunk)
-        self.requests += result.requests
-        self.tokens += result.total_tokens
-        self.retries += result.retries
         self.bar.update(len(chunk))
