@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 $(VENV_OPENAI2)/bin/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_OPENAI2)
 	$(VENV_OPENAI2)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(VENV_OPENAI2)/bin/python -m pip install $(PIP_FLAGS) -e '.[all,redis,numpy]' 'openai>=2,<3' pytest pytest-asyncio
+	$(VENV_OPENAI2)/bin/python -m pip install $(PIP_FLAGS) -e '.[all,redis,parquet]' 'openai>=2,<3' pytest pytest-asyncio
 	touch $@
 
 # Only the `notebooks` extra (and pytest): a notebook import the extra lacks fails here.

@@ -33,13 +33,15 @@ __all__ = ["DEFAULT_TIMEOUT", "EmbedResult", "EmbeddingsClient", "Kind"]
 class EmbedResult:
     """Vectors of one call, in input order, with what the provider reported."""
 
-    vectors: list[list[float]]
+    vectors: list[list[float]]  # empty when the call filled ``array`` instead
     total_tokens: int = 0
     requests: int = 0
     retries: int = 0
     model: str = ""
     #: how many requests each service tier served, as the provider reported it (Nebius)
     service_tiers: dict[str, int] = field(default_factory=dict)
+    #: the float32 matrix of :meth:`EmbeddingsClient.embed_array_with_result`, else None
+    array: numpy.ndarray | None = None
 
 
 def _numpy() -> Any:
@@ -185,19 +187,37 @@ class EmbeddingsClient:
         :meth:`embed`, without building a Python float: base64 answers are decoded straight
         into their rows. The values are the float32 values the provider sent. Needs numpy.
         """
-        rows = ArrayRows(0, _numpy())
-        rows.n = len(prepared := self.prepare(texts, kind))
-        self._run_sync(prepared, kind, rows, None)
-        matrix: numpy.ndarray = rows.array(self.settings.expected_dims(kind))
-        return matrix
+        return self._matrix(self.embed_array_with_result(texts, kind=kind))
 
     async def aembed_array(self, texts: Iterable[str], *, kind: Kind = "document") -> numpy.ndarray:
         """Async twin of :meth:`embed_array`."""
+        return self._matrix(await self.aembed_array_with_result(texts, kind=kind))
+
+    def embed_array_with_result(
+        self,
+        texts: Iterable[str],
+        *,
+        kind: Kind = "document",
+        show_progress_bar: bool | None = None,
+    ) -> EmbedResult:
+        """:meth:`embed_array` with the call's counts; the matrix is ``result.array``."""
         rows = ArrayRows(0, _numpy())
         rows.n = len(prepared := self.prepare(texts, kind))
-        await self.engine.run(prepared, kind, rows, None)
-        matrix: numpy.ndarray = rows.array(self.settings.expected_dims(kind))
-        return matrix
+        call = self._run_sync(prepared, kind, rows, show_progress_bar)
+        return self._result(call, rows)
+
+    async def aembed_array_with_result(
+        self,
+        texts: Iterable[str],
+        *,
+        kind: Kind = "document",
+        show_progress_bar: bool | None = None,
+    ) -> EmbedResult:
+        """Async twin of :meth:`embed_array_with_result`."""
+        rows = ArrayRows(0, _numpy())
+        rows.n = len(prepared := self.prepare(texts, kind))
+        call = await self.engine.run(prepared, kind, rows, show_progress_bar)
+        return self._result(call, rows)
 
     def close(self) -> None:
         """Close the connections of sync calls (those of async calls close with their loop)."""
@@ -227,7 +247,17 @@ class EmbeddingsClient:
             self.transport.entry(_loop.get_loop())  # built here, not on the shared loop
         return _loop.run(self.engine.run(texts, kind, rows, progress, threaded))
 
-    def _result(self, call: Call, rows: ListRows) -> EmbedResult:
-        return EmbedResult(
-            rows.vectors(), call.tokens, call.requests, call.retries, call.model, dict(call.tiers)
+    def _result(self, call: Call, rows: ListRows | ArrayRows) -> EmbedResult:
+        result = EmbedResult(
+            [], call.tokens, call.requests, call.retries, call.model, dict(call.tiers)
         )
+        if isinstance(rows, ListRows):
+            result.vectors = rows.vectors()
+        else:
+            result.array = rows.array(self.settings.expected_dims(call.kind))
+        return result
+
+    @staticmethod
+    def _matrix(result: EmbedResult) -> numpy.ndarray:
+        assert result.array is not None
+        return result.array

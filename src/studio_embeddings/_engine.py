@@ -48,6 +48,7 @@ class Call:
     """What the requests of one call share (touched only on the loop running the call)."""
 
     model: str
+    kind: Kind
     deadline_at: float | None
     rows: Rows
     progress: Any = None
@@ -107,6 +108,7 @@ class Engine:
         s = self.settings
         call = Call(
             model=s.wire_model(kind),
+            kind=kind,
             deadline_at=time.monotonic() + s.deadline if s.deadline else None,
             rows=rows,
         )

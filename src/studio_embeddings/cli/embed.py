@@ -412,7 +412,7 @@ class _Writer:
         self.sink = sink
         self.skipped = skipped
         self.total = total
-        self.written = 0
+        self.written = self.requests = self.tokens = self.retries = 0
         self.bar: Any = None
 
     def run(self, fmt: Format) -> int:
@@ -457,7 +457,8 @@ class _Writer:
             raise
         self.bar.close()
         say(
-            f"Done: {self.written} embedded, {skipped} already present; {args.output} holds "
+            f"Done: {self.written} embedded ({self.requests} request(s), {self.retries} retries, "
+            f"{self.tokens} tokens), {skipped} already present; {args.output} holds "
             f"{self.total} records of {self.sink.dims} dimensions."
         )
         return 0
@@ -474,7 +475,11 @@ class _Writer:
         return itertools.islice(valid, self.skipped, None)
 
     def _embed_and_write(self, chunk: list[Record]) -> None:
-        matrix = self.client.embed_array([r.text for r in chunk], kind=self.args.kind)
-        self.sink.write([r.id for r in chunk], matrix)
+        result = self.client.embed_array_with_result([r.text for r in chunk], kind=self.args.kind)
+        assert result.array is not None
+        self.sink.write([r.id for r in chunk], result.array)
         self.written += len(chunk)
+        self.requests += result.requests
+        self.tokens += result.total_tokens
+        self.retries += result.retries
         self.bar.update(len(chunk))
