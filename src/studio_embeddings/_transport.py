@@ -21,6 +21,12 @@ from typing import Any, TypeVar
 
 import openai
 
+# The SDK imports its embeddings resource lazily, on the first ``client.embeddings``: on the
+# package loop's thread that stalled the first request of a process (~0.3 s, past its paced
+# turn), and a Ctrl-C landing inside another thread's import could leave the import lock held
+# and the loop waiting on it forever. Imported here, with the package.
+import openai.resources.embeddings
+
 from studio_embeddings import _loop
 from studio_embeddings._settings import Settings
 

@@ -691,3 +691,60 @@ def test_a_killed_run_resumes_where_it_stopped(
     for row, text in zip(rows, _texts(50), strict=True):
         assert row["embedding"] == embed_text("yandex", wire, text)
     assert f"Resuming: {kept} of 50" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------- hostile input and Ctrl-C
+
+
+def test_a_line_utf8_cannot_carry_is_invalid_with_its_line_number(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "bad \\ud800 text"}\n{"text": "also fine"}\n')
+    out = tmp_path / "out.jsonl"
+    opts = _on_emulator(emulator, monkeypatch)
+    assert main(["embed", str(path), "--output", str(out), *opts]) == 1
+    assert "line 2" in capsys.readouterr().err
+    assert emulator.requests == []
+    assert main(["embed", str(path), "--output", str(out), *opts, "--skip-invalid"]) == 0
+    assert [r["id"] for r in _read_jsonl(out)] == [1, 3]
+
+
+def test_an_output_that_is_a_directory_or_unwritable_is_a_one_line_error(
+    tmp_path: Path, docs: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    opts = _on_emulator(emulator, monkeypatch)
+    assert main(["embed", str(docs), "--output", str(tmp_path), *opts]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err
+    assert "Traceback" not in err
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be")
+    assert main(["embed", str(docs), "--output", str(blocked / "out.jsonl"), *opts]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err
+    assert len(err.strip().splitlines()) == 1
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("after", [0.3, 0.8, 1.6])
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(
+    tmp_path: Path, docs: Path, after: float
+) -> None:
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEBIUS_", "YC_", "OPENAI_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = tmp_path / "out.npy"
+    cmd = [sys.executable, "-m", "studio_embeddings.cli", "embed", str(docs), "--output",
+           str(out), "--emulator", "--write-batch", "5", "--batch-size", "5", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    text = err.decode()
+    assert "Traceback" not in text, text
+    assert proc.returncode in (130, 0)  # 0: it finished before the signal came
+    rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr.decode()

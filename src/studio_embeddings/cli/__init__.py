@@ -12,13 +12,30 @@ checks.
 
 from __future__ import annotations
 
-import argparse
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from types import FrameType
 
-from studio_embeddings.cli import demo, embed, serve
 
-__all__ = ["build_parser", "main"]
+def _interrupted_while_starting(signum: int, frame: FrameType | None) -> None:
+    # Ctrl-C while the command's modules load: nothing has started, so leave quietly.
+    sys.stderr.write("interrupted\n")
+    os._exit(130)
+
+
+# Only while this package loads (the slow part of the command's start), and only when Python's
+# own handler is in place (the main thread of a plain process); restored below.
+_previous = signal.getsignal(signal.SIGINT)
+if _previous is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402 - after the handler: these imports take most of the start
+from collections.abc import Sequence  # noqa: E402
+
+from studio_embeddings.cli import demo, embed, serve  # noqa: E402
+
+__all__ = ["build_parser", "console", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``studio-embeddings`` console script."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def console() -> None:
+    """The console script: :func:`main`, then an exit that a late Ctrl-C cannot turn into a
+    traceback (the work is done; only the interpreter's shutdown is left)."""
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
+if _previous is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _previous)  # a KeyboardInterrupt again, which main() handles

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from studio_embeddings.cli import console
 
-from studio_embeddings.cli import main
-
-sys.exit(main())
+console()

@@ -105,6 +105,13 @@ def _jsonl_record(line: str, number: int, text_field: str, id_field: str) -> Rec
         return Invalid(number, f"{text_field!r} is {_json_type(text)}, not a string")
     if not text.strip():
         return Invalid(number, f"{text_field!r} is empty or whitespace only")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return Invalid(
+                number, f"{text_field!r} cannot be encoded as UTF-8 (a lone surrogate at {e.start})"
+            )
     ident = obj.get(id_field, number)
     if isinstance(ident, bool) or not isinstance(ident, (str, int)):
         return Invalid(number, f"{id_field!r} is {_json_type(ident)}, not a string or integer")

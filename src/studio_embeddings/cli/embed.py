@@ -280,11 +280,18 @@ def _default_chunk(client: EmbeddingsClient) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``studio-embeddings embed`` for parsed ``args``; returns the exit code."""
+    if args.output.is_dir():
+        say(f"studio-embeddings embed: error: --output {args.output} is a directory: name a file.")
+        return 2
     try:
         return _run(args)
     except Stop as stop:
         say(f"studio-embeddings embed: error: {stop.message}")
         return stop.code
+    except OSError as e:  # the output (or its folder) cannot be read or written
+        where = f" {e.filename}" if e.filename else ""
+        say(f"studio-embeddings embed: error: cannot write{where}: {e.strerror or e}.")
+        return 2
 
 
 def _run(args: argparse.Namespace) -> int:
