@@ -303,7 +303,7 @@ class EmbeddingsClient:
         s = self.settings
         attempts = 0
 
-        async def attempt() -> bytes:
+        async def attempt() -> tuple[bytes, Mapping[str, str]]:
             nonlocal attempts
             attempts += 1
             async with self._gate:
@@ -318,9 +318,9 @@ class EmbeddingsClient:
             deadline=call.deadline_at, before_sleep=self._before_sleep
         )
         try:
-            answer: Answer = parse_answer(
-                await retrying(attempt), len(batch.texts), s.provider.display_name
-            )
+            sent: tuple[bytes, Mapping[str, str]] = await retrying(attempt)
+            body, headers = sent
+            answer: Answer = parse_answer(body, len(batch.texts), s.provider.display_name)
             for offset, embedding in enumerate(answer.embeddings):
                 call.rows.put(
                     batch.start + offset, embedding, answer.lifted, s.provider.display_name
@@ -338,7 +338,7 @@ class EmbeddingsClient:
             raise self._gave_up(e.cause, attempts) from e.__cause__
         except StudioEmbeddingsError as e:
             raise self._gave_up(e, attempts) from e.__cause__
-        self.limiter.on_success()
+        self.limiter.on_success(headers)
         call.tokens += answer.tokens
         call.requests += 1
         call.retries += attempts - 1
@@ -347,7 +347,9 @@ class EmbeddingsClient:
         if call.progress is not None:
             call.progress.update(len(batch.texts))
 
-    async def _send(self, call: _Call, batch: Batch, threaded: bool) -> bytes:
+    async def _send(
+        self, call: _Call, batch: Batch, threaded: bool
+    ) -> tuple[bytes, Mapping[str, str]]:
         s = self.settings
         for resend in (False, True):
             authorization = await self._authorization(call)
@@ -368,12 +370,18 @@ class EmbeddingsClient:
                 raise classify(timed_out, self._context(call.model, timeout)) from None
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    async def _post(self, kwargs: dict[str, Any], threaded: bool) -> bytes:
+    async def _post(self, kwargs: dict[str, Any], threaded: bool) -> tuple[bytes, Mapping[str, str]]:
         if threaded:
             create = self.transport.sync_client().embeddings.with_raw_response.create
-            return await self.transport.in_worker(lambda: create(**kwargs).content)
+
+            def send() -> tuple[bytes, Mapping[str, str]]:
+                raw = create(**kwargs)
+                return raw.content, raw.headers  # the body read in the worker too
+
+            return await self.transport.in_worker(send)
         client = await self.transport.async_client()
-        return (await client.embeddings.with_raw_response.create(**kwargs)).content
+        raw = await client.embeddings.with_raw_response.create(**kwargs)
+        return raw.content, raw.headers
 
     async def _authorization(self, call: _Call) -> str:
         credential = self.settings.credential
