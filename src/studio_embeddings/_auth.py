@@ -8,6 +8,7 @@ fetched from a callable never crosses a pickle.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,16 @@ from typing import Any, cast
 
 from studio_embeddings.errors import ConfigurationError
 
-__all__ = ["TOKEN_REFRESH_SECONDS", "Credential", "SecretValue", "TokenProvider", "reveal"]
+__all__ = [
+    "TOKEN_REFRESH_SECONDS",
+    "Credential",
+    "SecretValue",
+    "TokenProvider",
+    "check_header_name",
+    "check_header_value",
+    "redact_url",
+    "reveal",
+]
 
 TokenProvider = Callable[[], str]
 
@@ -71,6 +81,35 @@ def check_header_value(name: str, value: str) -> str:
             )
             raise ConfigurationError(msg)
     return value
+
+
+#: RFC 9110 ``token`` characters: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def check_header_name(where: str, name: object) -> str:
+    """``name`` if it can be an HTTP header name (a header name is no secret: it is shown)."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        msg = (
+            f"{where} has an invalid header name {name!r}: use letters, digits and '-' "
+            "(no spaces, colons or line breaks)."
+        )
+        raise ConfigurationError(msg)
+    return name
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#:@]*:)[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with a password in its authority shown as ``****``, for messages.
+
+    >>> redact_url("https://user:hunter2@gateway.example/v1")
+    'https://user:****@gateway.example/v1'
+    >>> redact_url("https://api.example/v1")
+    'https://api.example/v1'
+    """
+    return _USERINFO.sub(r"\1****@", url, count=1)
 
 
 class Credential:

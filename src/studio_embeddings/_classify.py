@@ -25,6 +25,7 @@ from typing import Any
 
 import openai
 
+from studio_embeddings._auth import redact_url
 from studio_embeddings._retry import RETRYABLE_STATUSES, TransientError, retry_after
 from studio_embeddings.errors import (
     AuthenticationError,
@@ -122,7 +123,7 @@ def classify(error: BaseException, ctx: Context) -> BaseException:
                 scheme=ctx.scheme,
                 model=ctx.model,
                 where=where,
-                base_url=ctx.base_url,
+                base_url=redact_url(ctx.base_url),
                 known=", ".join(p.model_dimensions) or "see the provider's model list",
             )
             return cls(f"{head} ({meaning}): {detail} {text}", **kwargs)
@@ -159,7 +160,8 @@ def classify(error: BaseException, ctx: Context) -> BaseException:
     if isinstance(error, openai.APIConnectionError):
         return TransientError(
             ConnectionFailedError(
-                f"Could not reach {p.display_name} at {ctx.base_url}: {error.__cause__ or error}.",
+                f"Could not reach {p.display_name} at {redact_url(ctx.base_url)}: "
+                f"{error.__cause__ or error}.",
                 provider=p.name,
             )
         )

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +142,7 @@ class Engine:
         s = self.settings
         attempts = 0
 
-        async def attempt() -> bytes:
+        async def attempt() -> tuple[bytes, Mapping[str, str]]:
             nonlocal attempts
             attempts += 1
             async with self._gate:
@@ -156,9 +157,9 @@ class Engine:
             deadline=call.deadline_at, before_sleep=self._before_sleep
         )
         try:
-            answer: Answer = parse_answer(
-                await retrying(attempt), len(batch.texts), s.provider.display_name
-            )
+            sent: tuple[bytes, Mapping[str, str]] = await retrying(attempt)
+            body, headers = sent
+            answer: Answer = parse_answer(body, len(batch.texts), s.provider.display_name)
             for offset, embedding in enumerate(answer.embeddings):
                 call.rows.put(
                     batch.start + offset, embedding, answer.lifted, s.provider.display_name
@@ -176,7 +177,7 @@ class Engine:
             raise self._gave_up(e.cause, attempts) from e.__cause__
         except StudioEmbeddingsError as e:
             raise self._gave_up(e, attempts) from e.__cause__
-        self.limiter.on_success()
+        self.limiter.on_success(headers)
         call.tokens += answer.tokens
         call.requests += 1
         call.retries += attempts - 1
@@ -193,7 +194,9 @@ class Engine:
         if call.progress is not None:
             call.progress.update(len(batch.texts))
 
-    async def _send(self, call: Call, batch: Batch, threaded: bool) -> bytes:
+    async def _send(
+        self, call: Call, batch: Batch, threaded: bool
+    ) -> tuple[bytes, Mapping[str, str]]:
         s = self.settings
         for resend in (False, True):
             authorization = await self._authorization(call)
@@ -214,12 +217,20 @@ class Engine:
                 raise classify(timed_out, self._context(call.model, timeout)) from None
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    async def _post(self, kwargs: dict[str, Any], threaded: bool) -> bytes:
+    async def _post(
+        self, kwargs: dict[str, Any], threaded: bool
+    ) -> tuple[bytes, Mapping[str, str]]:
         if threaded:
             create = self.transport.sync_client().embeddings.with_raw_response.create
-            return await self.transport.in_worker(lambda: create(**kwargs).content)
+
+            def send() -> tuple[bytes, Mapping[str, str]]:
+                raw = create(**kwargs)
+                return raw.content, raw.headers  # the body read in the worker too
+
+            return await self.transport.in_worker(send)
         client = await self.transport.async_client()
-        return (await client.embeddings.with_raw_response.create(**kwargs)).content
+        raw = await client.embeddings.with_raw_response.create(**kwargs)
+        return raw.content, raw.headers
 
     async def _authorization(self, call: Call) -> str:
         credential = self.settings.credential

@@ -14,6 +14,12 @@ itself, with ``time.sleep`` in a thread or ``asyncio.sleep`` on a loop.
 
 ``pause(seconds)`` moves every limiter's next free slot past now + seconds: after a 429 the
 whole client backs off as one instead of each worker hammering on its own.
+
+A per-minute budget learned from a 429 (see :meth:`Pacer.learn_limit`) is a guess, so it is
+learned only from real evidence (at least :data:`MIN_EVIDENCE` requests accepted in the last
+minute) and it recovers: an answer whose remaining-quota header shows room for more than the
+learned budget raises it (or, with room for a whole learned budget again, forgets it), and
+each clean minute without a 429 raises it by :data:`PROBE_FACTOR`.
 """
 
 from __future__ import annotations
@@ -55,36 +61,82 @@ class Limiter(Protocol):
         ``headers`` are the answer's; a limiter may learn a per-minute budget from them.
         """
 
-    def on_success(self) -> None:
-        """The server accepted a request."""
+    def on_success(self, headers: Mapping[str, str] | None = None) -> None:
+        """The server accepted a request; ``headers`` are its answer's (may be None)."""
+
 
 logger = logging.getLogger("studio_embeddings")
 
 #: The window of a per-minute quota, over which a spent budget is learned.
 _LEARN_WINDOW = 60.0
+#: Fewer requests accepted in the last minute than this teach no budget: a 429 after a handful
+#: of requests says more about other users of the quota than about its size.
+MIN_EVIDENCE = 10
+#: A learned budget grows by this factor after each minute with no 429 (probing upwards).
+PROBE_FACTOR = 1.5
 
 
 class Rate:
-    """``amount`` units per ``period`` seconds, with a burst of ``burst`` units."""
+    """``amount`` units per ``period`` seconds, with a burst of ``burst`` units.
 
-    def __init__(self, amount: float, period: float, burst: float | None = None) -> None:
-        if amount <= 0 or period <= 0:
+    With ``fresh_window=True`` a new rate may also spend the whole ``amount`` of its first
+    period at once, as a provider's own per-minute window allows a client that has sent nothing
+    yet; once that first budget is spent (or the period is over) it paces as usual, and never
+    lets more than ``amount`` through in that first period.
+    """
+
+    def __init__(
+        self,
+        amount: float,
+        period: float,
+        burst: float | None = None,
+        *,
+        fresh_window: bool = False,
+    ) -> None:
+        if not (amount > 0 and period > 0):  # NaN fails too
             msg = f"A rate needs a positive amount and period, got {amount}/{period}s."
             raise ValueError(msg)
+        self.amount = amount
+        self.period = period
         self.interval = period / amount  # seconds per unit
         self.burst = max(1.0, burst if burst is not None else 1.0)
         self._next = 0.0  # the theoretical arrival time of the next unit (GCRA's TAT)
         self.learned = False  # set by Pacer.learn_limit(), not by the user
+        # The first window: (its end, units left), until it is spent or over.
+        self._fresh: tuple[float | None, float] | None = (None, amount) if fresh_window else None
 
     def reserve(self, now: float, cost: float = 1.0) -> float:
         """Take ``cost`` units; return how long the caller must wait first."""
+        if self._fresh is not None:
+            end, left = self._fresh
+            if end is None:
+                end = now + self.period
+                self._next = now  # the even pace starts when the window does
+            if now < end and cost <= left:
+                self._fresh = (end, left - cost)
+                self._next += cost * self.interval  # as if spent evenly from the window's start
+                return 0.0
+            self._fresh = None
+            if now < end:
+                # The first budget is spent: nothing more before its window is over.
+                wait = self._gcra(now, cost)
+                return max(wait, end - now)
+        return self._gcra(now, cost)
+
+    def _gcra(self, now: float, cost: float) -> float:
         tat = max(self._next, now)
         new_tat = tat + cost * self.interval
         start = max(now, new_tat - self.burst * self.interval)
         self._next = new_tat
         return start - now
 
+    def set_amount(self, amount: float) -> None:
+        """Change the rate in place (a learned budget raised), keeping its reservations."""
+        self.amount = amount
+        self.interval = self.period / amount
+
     def push_back(self, until: float) -> None:
+        self._fresh = None
         self._next = max(self._next, until)
 
 
@@ -128,8 +180,10 @@ class Pacer:
         if requests_per_minute:
             # A per-minute quota is enforced evenly: bursting the minute's budget invites 429s.
             self._requests.append(Rate(requests_per_minute, 60.0))
+        # A fresh client may spend its first minute's tokens at once (a 32k-token request is
+        # not held for half a minute); after that, a burst of ten seconds' worth.
         self._tokens = (
-            Rate(tokens_per_minute, 60.0, burst=tokens_per_minute / 6)
+            Rate(tokens_per_minute, 60.0, burst=tokens_per_minute / 6, fresh_window=True)
             if (tokens_per_minute)
             else None
         )
@@ -137,6 +191,7 @@ class Pacer:
         self.pauses = 0
         self._accepted: deque[float] = deque()  # requests the server took in the last minute
         self.learned_per_minute: float | None = None
+        self._learned_at = 0.0  # when the learned budget last changed (or a 429 confirmed it)
 
     @property
     def limited(self) -> bool:
@@ -179,26 +234,75 @@ class Pacer:
 
         Takes the requests accepted in the last minute as the budget, paces every later request to
         it, and holds them all until the oldest of those requests leaves the server's window.
-        Returns the pause in seconds. This is what makes an unconfigured client finish a job
-        larger than its quota instead of exhausting its retries against it.
+        Returns the pause in seconds (0 when nothing was learned). This is what makes an
+        unconfigured client finish a job larger than its quota instead of exhausting its
+        retries against it. Fewer than :data:`MIN_EVIDENCE` accepted requests teach nothing:
+        the quota may be shared or spent by someone else, and the retry policy's own backoff
+        is the pause then.
         """
         with self._lock:
             now = self._clock()
             recent = [t for t in self._accepted if t > now - _LEARN_WINDOW]
+            if len(recent) < MIN_EVIDENCE:
+                return 0.0
             budget = len(recent) * headroom
-            # Too little history (the quota is shared, or spent before we started) teaches
-            # nothing: just hold everyone for a moment and let the retry policy go on.
-            if len(recent) >= 2 and (
-                self.learned_per_minute is None or budget < self.learned_per_minute
-            ):
-                self.learned_per_minute = budget
-                self._requests = [r for r in self._requests if not r.learned]
-                rate = Rate(budget, _LEARN_WINDOW)
-                rate.learned = True
-                self._requests.append(rate)
-            pause = (min(recent) + _LEARN_WINDOW - now) if recent else 1.0
+            if self.learned_per_minute is None or budget < self.learned_per_minute:
+                self._set_learned(budget, now)
+            else:
+                self._learned_at = now  # confirmed: the next probe waits a clean minute again
+            pause = min(recent) + _LEARN_WINDOW - now
         self.pause(pause)
         return pause
+
+    def _set_learned(self, budget: float | None, now: float) -> None:
+        # Called with the lock held.
+        self.learned_per_minute = budget
+        self._learned_at = now
+        learned = next((r for r in self._requests if r.learned), None)
+        if budget is None:
+            self._requests = [r for r in self._requests if not r.learned]
+        elif learned is not None:
+            learned.set_amount(budget)
+        else:
+            rate = Rate(budget, _LEARN_WINDOW)
+            rate.learned = True
+            self._requests.append(rate)
+
+    def recover(self, headers: Mapping[str, str] | None = None) -> None:
+        """An accepted request: let a learned budget recover (see the module docstring).
+
+        ``remaining`` (the first of the provider's remaining-quota headers whose name speaks of
+        requests) plus what this client sent in the last minute is a floor of the server's
+        budget: pace to it if it is higher; with room for a whole learned budget, the 429
+        that taught it was passing (a shared burst), so forget it. Without such a header,
+        probe: raise the budget by :data:`PROBE_FACTOR` after each minute with no 429 (a 429
+        that confirms the budget restarts that minute; one that shows less lowers it).
+        """
+        if self.learned_per_minute is None:
+            return
+        remaining = _remaining_requests(headers, self._remaining_headers)
+        with self._lock:
+            learned = self.learned_per_minute
+            if learned is None:
+                return
+            now = self._clock()
+            before = learned
+            if remaining is not None and remaining >= learned:
+                self._set_learned(None, now)
+            elif remaining is not None:
+                recent = sum(1 for t in self._accepted if t > now - _LEARN_WINDOW)
+                floor = (remaining + recent) * self._headroom
+                if floor > learned:
+                    self._set_learned(floor, now)
+            elif now - self._learned_at >= _LEARN_WINDOW:
+                self._set_learned(learned * PROBE_FACTOR, now)
+            after = self.learned_per_minute
+        if after != before:
+            logger.info(
+                "%s: the server has room again; pacing to %s.",
+                self._name or "the provider",
+                "the configured limits" if after is None else f"about {after:.0f} requests/min",
+            )
 
     # ------------------------------------------------------------ Limiter
 
@@ -219,7 +323,7 @@ class Pacer:
         if spent and not told:
             before = self.learned_per_minute
             held = self.learn_limit(self._headroom)
-            if self.learned_per_minute != before:
+            if self.learned_per_minute is not None and self.learned_per_minute != before:
                 logger.warning(
                     "%s: per-minute quota reached; pacing to about %.0f requests/min (pause %.1f s). "
                     "Set requests_per_minute= to avoid this.",
@@ -229,5 +333,18 @@ class Pacer:
                 )
         self.pause(pause)
 
-    def on_success(self) -> None:
+    def on_success(self, headers: Mapping[str, str] | None = None) -> None:
         self.accepted()
+        self.recover(headers)
+
+
+def _remaining_requests(headers: Mapping[str, str] | None, names: tuple[str, ...]) -> int | None:
+    """What a remaining-requests header says is left of the window, if it says so plainly."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in names:
+        if "request" in name.lower() and name.lower() in lowered:
+            value = lowered[name.lower()].strip()
+            return int(value) if value.isascii() and value.isdigit() and len(value) < 16 else None
+    return None

@@ -12,7 +12,7 @@ implementation of the core's limiter interface (the engine does not know which o
         async def on_rate_limited(self, pause: float, headers: Mapping[str, str]) -> None: ...
             # a 429: hold every request sharing this quota for ``pause`` s; learn a per-minute
             # budget when the headers say it is spent (x-ratelimit-remaining-* == "0")
-        def on_success(self) -> None: ...  # the server accepted a request (no I/O)
+        def on_success(self, headers: Mapping[str, str] | None = None) -> None: ...  # no I/O
         def close(self) -> None: ...
 
 Admission is GCRA "virtual scheduling", the algorithm of ``_pacing.Rate.reserve``: each request
@@ -406,7 +406,7 @@ class RedisLimiter:
                 )
             return
 
-    def on_success(self) -> None:
+    def on_success(self, headers: Mapping[str, str] | None = None) -> None:
         """Count an accepted request; the next call to the store reports it (for learning)."""
         with self._lock:
             self._accepted += 1

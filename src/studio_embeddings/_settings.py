@@ -23,7 +23,9 @@ from studio_embeddings._auth import (
     Credential,
     SecretValue,
     TokenProvider,
+    check_header_name,
     check_header_value,
+    redact_url,
     reveal,
 )
 from studio_embeddings._retry import RetryPolicy
@@ -203,6 +205,7 @@ class Settings:
             raise _fail(msg)
         headers: dict[str, str] = dict(default_headers or {})
         for name, header in headers.items():
+            check_header_name("default_headers", name)
             if name.lower() == "authorization":
                 msg = "default_headers must not set Authorization: pass api_key= instead."
                 raise _fail(msg)
@@ -275,7 +278,7 @@ class Settings:
     @staticmethod
     def _base_url(p: Provider, base_url: str | None, allow_insecure_http: bool) -> str:
         url = (base_url or _env(p.base_url_env) or p.base_url).strip()
-        shown = url.encode("unicode_escape").decode("ascii")
+        shown = redact_url(url).encode("unicode_escape").decode("ascii")
         if any(c in url for c in "\r\n\t\0 "):
             msg = f"base_url must not contain spaces or line breaks, got {shown!r}."
             raise _fail(msg)
@@ -290,6 +293,9 @@ class Settings:
             raise _fail(msg)
         if port == 0:
             msg = f"base_url {shown!r} has port 0."
+            raise _fail(msg)
+        if "@" in parts.netloc:  # httpx would send it as Basic auth in place of the key
+            msg = f"base_url {shown!r} carries a user or password: pass api_key= instead."
             raise _fail(msg)
         if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure_http:
             msg = (

@@ -139,7 +139,7 @@ def parse_answer(body: bytes, n: int, provider: str) -> Answer:
     try:
         payload, lifted = parse_body(body)
         data = payload["data"]
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:  # RecursionError: [[[[...
         msg = f"{provider} answered 200 with a body that is not an embeddings list: {body[:200]!r}"
         raise ResponseError(msg) from e
     if not isinstance(data, list) or len(data) != n:
@@ -165,7 +165,8 @@ def parse_answer(body: bytes, n: int, provider: str) -> Answer:
     tokens = 0
     if isinstance(usage, dict):
         reported = usage.get("total_tokens") or usage.get("prompt_tokens") or 0
-        tokens = int(reported) if isinstance(reported, (int, float)) else 0
+        ok = isinstance(reported, (int, float)) and 0 <= reported < 2**63  # not NaN or inf
+        tokens = int(reported) if ok else 0
     tier = payload.get("service_tier") if isinstance(payload, dict) else None
     return Answer(ordered, lifted, tokens, tier if isinstance(tier, str) else None)
 

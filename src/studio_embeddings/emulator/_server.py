@@ -294,8 +294,11 @@ def serve(
     from studio_embeddings.emulator._app import install_log_filter
 
     sock = _bind(host, port)
+    # Listening before the URLs are printed: a client that reads them and connects at once
+    # is queued until uvicorn starts, not refused.
+    sock.listen(2048)
     emulator._port = sock.getsockname()[1]
-    config = uvicorn.Config(emulator.app, log_level=log_level, lifespan="off")
+    config = uvicorn.Config(emulator.app, log_level=log_level, lifespan="off", backlog=2048)
     install_log_filter()  # after Config, which (re)configures logging
     for provider in PROVIDER_NAMES:
         print(f"{provider}: {emulator.base_url(provider)}", flush=True)
