@@ -155,6 +155,6 @@ class Embedder:
 def _is_dataframe(batch: Any) -> bool:
     # By the class's module, so that pandas is imported only where Ray already did.
     return any(
-        c.__module__.startswith("pandas.") and c.__name__ == "DataFrame"
+        c.__module__.partition(".")[0] == "pandas" and c.__name__ == "DataFrame"
         for c in type(batch).__mro__
     )
