@@ -12,6 +12,7 @@ records through a pipe.
 | 3 Nebius RPM | 2,000 documents under a 60 requests/min limit with ``requests_per_minute=60`` |
 | 4 decode CPU | our base64 decode and the whole response path vs bare numpy, in-process |
 | 5 memory | 100,000 short texts at 256 dims: peak traced memory vs the returned lists |
+| 6 shared quota | 1, 2, 4 processes on one Yandex folder (10 requests/s, 150 ms), with and without a Redis quota store; Nebius 120 requests/min shared by 4 |
 | sweep (``--sweep``) | scenario 1 with chunk_size x max_concurrency |
 
 Usage::
@@ -1246,6 +1247,143 @@ def scenario_sweep(report: Report, args: argparse.Namespace, emu: EmulatorProces
 # ------------------------------------------------------------------------- main
 
 
+# ------------------------------------------------------------------ 6: a quota shared by processes
+
+
+def _start_redis() -> tuple[Any, str]:
+    """A redis-server of this run's own on a free loopback port (as the tests' fixture)."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.02)
+    client.close()
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _quota_worker(provider: str, url: str, store: str | None, worker: int, n: int,
+                  settings: dict[str, Any], barrier: Any, out: Any) -> None:
+    try:
+        from studio_embeddings._client import EmbeddingsClient
+
+        project = {"project": FOLDER} if provider == "yandex" else {"project": "bench-project"}
+        client = EmbeddingsClient(provider, api_key=KEY, base_url=url, quota_store=store,
+                                  **project, **settings)
+        texts = [f"process {worker}: {t}" for t in make_corpus(n)]
+        barrier.wait(timeout=120)
+        t0 = time.monotonic()
+        vectors = client.embed(texts)
+        t1 = time.monotonic()
+        if provider == "yandex":
+            expected = yandex_expected()
+        else:
+            expected = nebius_expected(settings.get("dimensions"))
+        exact = all(v == expected(t) for v, t in zip(vectors, texts, strict=True))
+        out.put((worker, t0, t1, len(vectors), exact, ""))
+    except BaseException as e:  # reported in the table
+        out.put((worker, 0.0, 0.0, 0, False, _short_error(e)))
+
+
+def _shared_run(emu: EmulatorProcess, provider: str, processes: int, n_each: int,
+                store: str | None, **settings: Any) -> Row:
+    emu.clear()
+    time.sleep(1.1)  # the last run's requests leave the 1 s window
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_quota_worker, args=(provider, emu.base_url(provider), store,
+                                                     w, n_each, settings, barrier, out))
+             for w in range(processes)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(10)
+    stats = emu.stats()
+    errors = [r[5] for r in results if r[5]]
+    docs = sum(r[3] for r in results)
+    label = f"{processes} process{'es' if processes > 1 else ''}, " + (
+        "shared store" if store else "unshared")
+    row = Row(label, "info", docs=processes * n_each, ours=True,
+              requests=stats["requests"], refused_429=stats["statuses"].get(429, 0))
+    if errors:
+        row.note = f"{len(errors)} failed: {errors[0]}"
+    else:
+        row.wall_s = max(r[2] for r in results) - min(r[1] for r in results)
+        row.docs_per_s = docs / row.wall_s
+        row.verified = "all exact" if all(r[4] for r in results) else "FAILED: a vector differs"
+    return row
+
+
+def scenario_shared_quota(report: Report, args: argparse.Namespace, emu: EmulatorProcess) -> None:
+    n_total = 40 if args.quick else 240
+    print(f"\n== Scenario 6: one quota shared by processes: Yandex {n_total} docs in all, 150 ms, "
+          "10 requests/s per folder; Nebius 120 requests/min shared by 4 ==")
+    redis_proc, store = _start_redis()
+    rows: list[Row] = []
+    try:
+        emu.configure(latency_ms=150, per_input_ms=0, yandex_rps=10, nebius_rpm=None, shuffle=True)
+        for processes in (1, 2, 4):
+            for shared in (True, False):
+                if processes == 1 and not shared:
+                    continue  # one process alone: the store changes nothing but a round trip
+                row = _shared_run(emu, "yandex", processes, n_total // processes,
+                                  store if shared else None)
+                rows.append(row)
+                print(f"  {row.contender}: {_fmt(row.docs_per_s)} docs/s, "
+                      f"{row.refused_429}/{row.requests} refused {row.note}".rstrip(), flush=True)
+        neb_requests = 10 if args.quick else 24  # per process: 4 x 24 = 96 at 120/min
+        emu.configure(latency_ms=80, per_input_ms=0.5, yandex_rps=None, nebius_rpm=120)
+        neb = _shared_run(emu, "nebius", 4, neb_requests * 4, store, batch_size=4,
+                          requests_per_minute=120, dimensions=256)
+        neb.contender = "Nebius, 4 processes, requests_per_minute=120, shared store"
+        rows.append(neb)
+        print(f"  {neb.contender}: {_fmt(neb.wall_s)} s, {neb.refused_429}/{neb.requests} "
+              f"refused {neb.note}".rstrip(), flush=True)
+    finally:
+        emu.configure(nebius_rpm=None)
+        redis_proc.terminate()
+        redis_proc.wait(10)
+    print()
+    print(table(rows))
+    four = next(r for r in rows if r.contender == "4 processes, shared store")
+    ok = (four.docs_per_s or 0) >= 9.3 and (four.refused_pct or 0) <= 2.0 and \
+        four.verified == "all exact"
+    unshared = next(r for r in rows if r.contender == "4 processes, unshared")
+    report.target("6", "4 processes sharing the store: >= 9.3 docs/s with <= 2% refused", ok,
+                  f"{_fmt(four.docs_per_s)} docs/s, {_fmt(four.refused_pct or 0.0, 1)}% refused "
+                  f"({four.refused_429}/{four.requests}); unshared: "
+                  f"{_fmt(unshared.docs_per_s)} docs/s, {_fmt(unshared.refused_pct or 0.0, 1)}% "
+                  f"refused ({unshared.refused_429}/{unshared.requests}) {unshared.note}".rstrip())
+    ok = neb.wall_s is not None and (neb.refused_pct or 0) <= 2.0 and neb.verified == "all exact"
+    report.target("6", "Nebius, 120 requests/min shared by 4 processes: <= 2% refused", ok,
+                  f"{_fmt(neb.refused_pct or 0.0, 1)}% refused ({neb.refused_429}/{neb.requests})"
+                  f", {_fmt(neb.wall_s, 1)} s, {neb.verified or neb.note}")
+    report.scenarios["6"] = {"title": f"one quota shared by processes ({n_total} Yandex docs in all)",
+                             "rows": [asdict(r) for r in rows]}
+
+
 def markdown_summary(report: Report) -> str:
     m = report.machine
     out = [f"Measured {m['date']} on {m['platform']}, {m['cpu_count']} CPUs (load average "
@@ -1253,7 +1391,7 @@ def markdown_summary(report: Report) -> str:
            f"{m['versions']['openai']}; emulator in its own process on 127.0.0.1; CPU s = the "
            "client process only; wall / ours = the row's wall over our LangChain shell's, same "
            "mode, same document count (sequential peers timed on a sample, scaled).", ""]
-    for key in ("1", "2", "3"):
+    for key in ("1", "2", "3", "6"):
         scenario = report.scenarios.get(key)
         if scenario is None:
             continue
@@ -1286,7 +1424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run under ~60 s")
     parser.add_argument("--sweep", action="store_true", help="also the chunk_size x concurrency grid")
     parser.add_argument("--only", default="1,2,3,4,5,7",
-                        help="comma-separated scenarios to run (1-5, 7, sweep); default all")
+                        help="comma-separated scenarios to run (1-7, sweep); default 1-5 and 7 "
+                             "(6 needs redis-server)")
     parser.add_argument("--full-peers", action="store_true",
                         help="time sequential peers on every document instead of a sample")
     parser.add_argument("--json", default=None,
@@ -1312,7 +1451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     scenarios: list[tuple[str, Callable[[Report, argparse.Namespace, EmulatorProcess], None]]] = [
         ("1", scenario_nebius_throughput), ("2", scenario_yandex), ("3", scenario_nebius_rpm),
-        ("4", scenario_decode), ("5", scenario_memory), ("7", scenario_array),
+        ("4", scenario_decode), ("5", scenario_memory), ("6", scenario_shared_quota),
+        ("7", scenario_array),
         ("sweep", scenario_sweep),
     ]
     crashed = []

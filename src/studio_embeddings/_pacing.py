@@ -307,13 +307,20 @@ class Pacer:
     # ------------------------------------------------------------ Limiter
 
     async def acquire(self, tokens: int = 0, *, deadline_at: float | None = None) -> None:
-        """Suspend the calling task until a request may be sent (never blocks the loop)."""
-        delay = self.reserve(tokens)
-        if delay <= 0:
-            return
-        if deadline_at is not None and self._clock() + delay > deadline_at:
-            raise LimiterDeadline(delay)
-        await asyncio.sleep(delay)
+        """Suspend the calling task until a request may be sent (never blocks the loop).
+
+        A turn is reserved ahead; if a 429 paused the client while this one waited for it,
+        the turn is given up and a new one taken after the pause.
+        """
+        while True:
+            delay = self.reserve(tokens)
+            if delay <= 0:
+                return
+            if deadline_at is not None and self._clock() + delay > deadline_at:
+                raise LimiterDeadline(delay)
+            await asyncio.sleep(delay)
+            if self._clock() >= self._paused_until:
+                return
 
     async def on_rate_limited(self, pause: float, headers: Mapping[str, str]) -> None:
         """Hold every request for ``pause`` s; learn the minute's budget if the headers say

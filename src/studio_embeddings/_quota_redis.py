@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from studio_embeddings._pacing import LimiterDeadline
+from studio_embeddings._pacing import MIN_EVIDENCE, LimiterDeadline
 from studio_embeddings.errors import ConfigurationError, QuotaStoreError
 
 try:
@@ -173,7 +173,8 @@ return {1, tostring(wait)}
 """
 )
 
-# KEYS: pause, learned, accepted. ARGV: pause, accepted, learn (0/1), headroom, learned TTL.
+# KEYS: pause, learned, accepted. ARGV: pause, accepted, learn (0/1), headroom, learned TTL,
+# the fewest accepted requests a budget is learned from (as in-process: _pacing.MIN_EVIDENCE).
 # Returns {learned budget or '', hold}: holds everyone until now + hold (never shortens a hold).
 _LUA_PAUSE = (
     _LUA_COMMON
@@ -192,12 +193,14 @@ if ARGV[3] == '1' then
   end
   local budget = count * tonumber(ARGV[4])
   local current = tonumber(redis.call('GET', KEYS[2]) or 0)
-  if count >= 2 and (current == 0 or budget < current) then
-    redis.call('SET', KEYS[2], tostring(budget), 'EX', tonumber(ARGV[5]))
-    learned = tostring(budget)
+  if count >= tonumber(ARGV[6]) then
+    if current == 0 or budget < current then
+      redis.call('SET', KEYS[2], tostring(budget), 'EX', tonumber(ARGV[5]))
+      learned = tostring(budget)
+    end
+    -- as in-process: hold until the oldest accepted request leaves the server's minute
+    hold = math.max(hold, oldest and (oldest * 5 + 60 - now) or 1)
   end
-  -- as in-process: hold until the oldest accepted request leaves the server's minute
-  hold = math.max(hold, oldest and (oldest * 5 + 60 - now) or 1)
 end
 local until_ = now + hold
 if until_ > tonumber(redis.call('GET', KEYS[1]) or 0) then
@@ -206,6 +209,13 @@ end
 return {learned, tostring(hold)}
 """
 )
+
+# KEYS: pause. Returns how long (seconds, by the server's clock) a 429 still holds the scope.
+_LUA_HELD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+return tostring(math.max(0, tonumber(redis.call('GET', KEYS[1]) or 0) - now))
+"""
 
 
 class RedisLimiter:
@@ -279,6 +289,7 @@ class RedisLimiter:
         self._client: redis.Redis | None = None
         self._admit: Any = None
         self._pause: Any = None
+        self._held: Any = None
         self._connected = False  # the store answered once: from then on, outages are waited out
         self._accepted = 0  # accepted requests not yet reported to the store
 
@@ -287,7 +298,7 @@ class RedisLimiter:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_lock", "_client", "_admit", "_pause", "_connected", "_accepted"):
+        for name in ("_lock", "_client", "_admit", "_pause", "_held", "_connected", "_accepted"):
             state.pop(name)
         return state
 
@@ -311,6 +322,7 @@ class RedisLimiter:
                 )
                 self._admit = client.register_script(_LUA_ADMIT)  # EVALSHA, loaded on NOSCRIPT
                 self._pause = client.register_script(_LUA_PAUSE)
+                self._held = client.register_script(_LUA_HELD)
                 self._client = client
             return self._admit, self._pause
 
@@ -341,6 +353,10 @@ class RedisLimiter:
         keys.append(self._key("slot:learned"))
         admitted, wait = self._call("admit", keys, args)
         return bool(int(admitted)), float(wait)
+
+    def _held_for(self) -> float:
+        self._redis()
+        return float(self._held(keys=[self._key("pause")]))
 
     def _error(self, exc: Exception, doing: str) -> QuotaStoreError:
         msg = (
@@ -373,9 +389,22 @@ class RedisLimiter:
                 raise self._error(exc, "refused the request") from None
             if not admitted:
                 raise LimiterDeadline
-            if wait > 0:
-                await asyncio.sleep(wait)
-            return
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+            # A turn is reserved ahead (up to max_concurrency x processes turns): a 429 that
+            # came while this one waited must hold it too. Its slot is forfeited; ask again.
+            try:
+                held = await asyncio.to_thread(self._held_for)
+            except _AWAY:
+                # The store went away after this turn was granted: no pause can have been
+                # recorded since, and the turn keeps the schedule it was granted in (taking a
+                # fresh one from an emptied store would bunch it onto the last second's).
+                return
+            except redis.RedisError as exc:
+                raise self._error(exc, "refused the request") from None
+            if held <= 0:
+                return
 
     async def on_rate_limited(self, pause: float, headers: Mapping[str, str]) -> None:
         """Hold every worker of this scope ``pause`` s; learn a spent per-minute budget."""
@@ -385,7 +414,7 @@ class RedisLimiter:
             lowered.get(f"x-ratelimit-remaining-{what}") == "0" for what in ("requests", "tokens")
         )
         keys = [self._key("pause"), self._key("learned"), self._key("accepted")]
-        args = [repr(max(pause, 0.0)), int(learn), repr(self.headroom), _LEARNED_TTL]
+        args = [repr(max(pause, 0.0)), int(learn), repr(self.headroom), _LEARNED_TTL, MIN_EVIDENCE]
         for attempt in range(_PAUSE_TRIES):
             try:
                 learned, hold = await asyncio.to_thread(self._call, "pause", keys, args)

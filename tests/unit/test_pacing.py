@@ -256,3 +256,14 @@ def test_a_429_that_confirms_the_budget_restarts_the_clean_minute() -> None:
     clock[0] = 211.0
     pacer.on_success()
     assert pacer.learned_per_minute == pytest.approx(30)
+
+
+async def test_a_turn_reserved_before_a_pause_waits_out_the_pause() -> None:
+    pacer = Pacer(requests_per_second=10)
+    await pacer.acquire()
+    waiting = asyncio.ensure_future(pacer.acquire())  # reserved for ~0.1 s from now
+    await asyncio.sleep(0.02)
+    await pacer.on_rate_limited(0.5, {})  # a 429 elsewhere: everyone holds 0.5 s
+    started = time.monotonic()
+    await waiting
+    assert time.monotonic() - started >= 0.45
