@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import datetime as dt
 import gc
-import http.client
 import importlib.metadata
 import json
 import math
@@ -51,6 +49,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from studio_embeddings.emulator import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -132,99 +132,8 @@ def make_corpus(n: int) -> list[str]:
 # ------------------------------------------------------------- emulator process
 
 
-def _emulator_child(conn: Any, knobs: dict[str, Any]) -> None:
-    """Runs in the emulator's own process: serve, and answer control commands on ``conn``."""
-    try:
-        from studio_embeddings.emulator import Emulator
-
-        emu = Emulator(**knobs).start()
-    except BaseException as e:
-        conn.send(("error", f"{type(e).__name__}: {e}"))
-        return
-    conn.send(("ready", emu.port))
-    while True:
-        try:
-            command, argument = conn.recv()
-        except EOFError:
-            break
-        if command == "stats":
-            s = emu.stats
-            conn.send({"requests": s.total, "statuses": dict(s.statuses), "cpu": time.process_time()})
-        elif command == "clear":
-            emu.clear()
-            conn.send(None)
-        elif command == "configure":
-            emu.configure(**argument)
-            conn.send(None)
-        elif command == "stop":
-            break
-    emu.stop()
-    with contextlib.suppress(Exception):
-        conn.send(None)
-
-
-class EmulatorProcess:
-    """The emulator in a child process, controlled through a pipe."""
-
-    def __init__(self, **knobs: Any) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_emulator_child, args=(child, knobs), daemon=True)
-        self._proc.start()
-        if not self._conn.poll(60):
-            self._proc.kill()
-            raise RuntimeError("the emulator process did not start within 60 s")
-        status, value = self._conn.recv()
-        if status != "ready":
-            self._proc.join(5)
-            raise RuntimeError(f"the emulator process failed: {value}")
-        self.port = int(value)
-        self._wait_until_answering()
-
-    def _wait_until_answering(self) -> None:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/nebius/v1/models", headers={"Authorization": f"Bearer {KEY}"})
-                if c.getresponse().status == 200:
-                    c.close()
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
-
-    def base_url(self, provider: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{provider}/v1"
-
-    def _call(self, command: str, argument: Any = None) -> Any:
-        self._conn.send((command, argument))
-        return self._conn.recv()
-
-    def stats(self) -> dict[str, Any]:
-        return self._call("stats")
-
-    def clear(self) -> None:
-        self._call("clear")
-
-    def configure(self, **knobs: Any) -> None:
-        self._call("configure", knobs)
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.send(("stop", None))
-            self._conn.poll(10)
-        self._proc.join(10)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(5)
-
-    def __enter__(self) -> EmulatorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+# The emulator runs in a process of its own (studio_embeddings.emulator.EmulatorProcess), so
+# the CPU seconds measured here are the client's alone.
 
 
 # --------------------------------------------------------------------- results

@@ -147,12 +147,15 @@ class Credential:
         return self._source if self._source is not None else self._secret
 
     def header(self) -> str:
-        if self._source is not None:
+        if self._source is not None and self.needs_fetch:
+            # Only a fetch takes the lock: a request that needs no new token never waits for
+            # another one's (slow, user-supplied) token callable, on an event loop least of all.
             with self._lock:
                 if self.needs_fetch:
                     self._fetch()
-        assert self._secret is not None
-        return f"{self.scheme} {self._secret.get_secret_value()}"
+        secret = self._secret
+        assert secret is not None
+        return f"{self.scheme} {secret.get_secret_value()}"
 
     def refresh(self, rejected: str | None = None) -> None:
         """Fetch a new token, unless another request already replaced the ``rejected`` one."""

@@ -220,8 +220,30 @@ class EmbeddingsClient:
         return self._result(call, rows)
 
     def close(self) -> None:
-        """Close the connections of sync calls (those of async calls close with their loop)."""
+        """Close the connections of sync calls (those of async calls close with their loop),
+        and the shared quota store's, if this client opened one."""
         self.transport.close()
+        if self._limiter is None and hasattr(self.limiter, "close"):
+            self.limiter.close()
+
+    # Older names, kept for code that used them.
+
+    @property
+    def pacer(self) -> Limiter:
+        """The limiter (the in-process pacer, or the shared quota)."""
+        return self.limiter
+
+    @property
+    def max_retries(self) -> int:
+        return self.settings.retry_policy.max_retries
+
+    def sync_client(self) -> Any:
+        """The sync openai client (built on first use)."""
+        return self.transport.sync_client()
+
+    async def async_client(self) -> Any:
+        """The running event loop's async openai client."""
+        return await self.transport.async_client()
 
     async def aclose(self) -> None:
         """Close the running loop's connections."""

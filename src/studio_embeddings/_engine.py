@@ -17,9 +17,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from tenacity import RetryCallState
@@ -42,6 +42,7 @@ from studio_embeddings.errors import (
 __all__ = ["Call", "Engine", "default_limiter"]
 
 logger = logging.getLogger("studio_embeddings")
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,6 +75,7 @@ def default_limiter(s: Settings) -> Limiter:
             requests_per_minute=s.requests_per_minute or None,
             tokens_per_minute=s.tokens_per_minute or None,
             headroom=s.provider.pacing_headroom,
+            remaining_headers=s.provider.quota_remaining_headers,
         )
     return Pacer(
         **s.pacing(),
@@ -149,8 +151,8 @@ class Engine:
                 try:
                     await self.limiter.acquire(batch.tokens, deadline_at=call.deadline_at)
                 except LimiterDeadline as e:
-                    msg_0 = f"waiting {e.wait:.1f} s for the quota"
-                    raise self._deadline(msg_0) from None
+                    where = f"waiting for the quota ({e})"
+                    raise self._deadline(where) from None
                 return await self._send(call, batch, threaded)
 
         retrying = s.retry_policy.async_retrying(
@@ -172,8 +174,8 @@ class Engine:
                 raise ResponseError(msg)
         except TransientError as e:
             if isinstance(retrying.stop, DeadlineStop) and retrying.stop.fired:
-                msg_0 = f"retrying after {attempts} attempts; last error: {e.cause}"
-                raise self._deadline(msg_0, attempts) from e.__cause__
+                where = f"retrying after {attempts} attempts; last error: {e.cause}"
+                raise self._deadline(where, attempts) from e.__cause__
             raise self._gave_up(e.cause, attempts) from e.__cause__
         except StudioEmbeddingsError as e:
             raise self._gave_up(e, attempts) from e.__cause__
@@ -209,7 +211,9 @@ class Engine:
             except openai.OpenAIError as e:
                 if not resend and self._wants_refresh(e):
                     # Not an attempt of its own: the same attempt with a fresh token.
-                    await _loop.in_thread(s.credential.refresh, authorization)
+                    await self._bounded(
+                        _loop.in_thread(s.credential.refresh, authorization), call
+                    )
                     continue
                 raise classify(e, self._context(call.model, timeout)) from e
             except asyncio.TimeoutError:
@@ -237,8 +241,14 @@ class Engine:
         if not credential.needs_fetch:
             return credential.header()
         # The token callable may do I/O: never on the event loop, and within the deadline.
+        return await self._bounded(_loop.in_thread(credential.header), call)
+
+    async def _bounded(self, waiting: Awaitable[T], call: Call) -> T:
+        """``waiting`` (a token callable's fetch), within what is left of the call's deadline."""
+        if call.deadline_at is None:
+            return await waiting
         try:
-            return await asyncio.wait_for(_loop.in_thread(credential.header), self._remaining(call))
+            return await asyncio.wait_for(waiting, self._remaining(call))
         except asyncio.TimeoutError:
             msg = "waiting for the iam_token callable"
             raise self._deadline(msg) from None

@@ -197,16 +197,27 @@ class Pacer:
     def limited(self) -> bool:
         return bool(self._requests or self._tokens)
 
-    def reserve(self, tokens: int = 0, *, now: float | None = None) -> float:
-        """Reserve one request of ``tokens`` tokens; returns the seconds to wait before sending."""
+    def reserve(
+        self, tokens: int = 0, *, now: float | None = None, max_wait: float | None = None
+    ) -> float:
+        """Reserve one request of ``tokens`` tokens; returns the seconds to wait before sending.
+
+        With ``max_wait``, a turn further off than that is not taken (nothing is reserved,
+        so a request given up on spends no one's turn) and its wait is returned.
+        """
         with self._lock:
             now = self._clock() if now is None else now
+            rates = [*self._requests, *([self._tokens] if self._tokens and tokens else [])]
+            saved = [(rate._next, rate._fresh) for rate in rates]
             wait = max(0.0, self._paused_until - now)
             start = now + wait
             for rate in self._requests:
                 wait = max(wait, start - now + rate.reserve(start))
             if self._tokens is not None and tokens:
                 wait = max(wait, start - now + self._tokens.reserve(start, float(tokens)))
+            if max_wait is not None and wait > max_wait:
+                for rate, (tat, fresh) in zip(rates, saved, strict=True):
+                    rate._next, rate._fresh = tat, fresh
             return wait
 
     def pause(self, seconds: float) -> None:
@@ -313,10 +324,11 @@ class Pacer:
         the turn is given up and a new one taken after the pause.
         """
         while True:
-            delay = self.reserve(tokens)
+            left = None if deadline_at is None else deadline_at - self._clock()
+            delay = self.reserve(tokens, max_wait=left)
             if delay <= 0:
                 return
-            if deadline_at is not None and self._clock() + delay > deadline_at:
+            if left is not None and delay > left:
                 raise LimiterDeadline(delay)
             await asyncio.sleep(delay)
             if self._clock() >= self._paused_until:

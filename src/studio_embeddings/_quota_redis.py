@@ -242,6 +242,10 @@ class RedisLimiter:
         requests_per_minute: float | None,
         tokens_per_minute: float | None,
         headroom: float = 0.97,
+        remaining_headers: tuple[str, ...] = (
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-remaining-tokens",
+        ),
     ) -> None:
         masked = mask_url(url)
         try:
@@ -269,6 +273,7 @@ class RedisLimiter:
             raise ConfigurationError(msg)
         self._url = url
         self.scope = scope
+        self.remaining_headers = remaining_headers  # the provider's "what is left" headers
         self.headroom = headroom
         # (interval in seconds per unit, burst in units, name, counts tokens)
         self._rates: list[tuple[float, float, str, bool]] = []
@@ -411,7 +416,7 @@ class RedisLimiter:
         lowered = {k.lower(): v.strip() for k, v in headers.items()}
         learn = "retry-after" not in lowered and "retry-after-ms" not in lowered
         learn = learn and any(
-            lowered.get(f"x-ratelimit-remaining-{what}") == "0" for what in ("requests", "tokens")
+            lowered.get(name.lower(), "").strip() == "0" for name in self.remaining_headers
         )
         keys = [self._key("pause"), self._key("learned"), self._key("accepted")]
         args = [repr(max(pause, 0.0)), int(learn), repr(self.headroom), _LEARNED_TTL, MIN_EVIDENCE]

@@ -210,7 +210,11 @@ class ArrayRows:
             self._row(row, len(data) // 4, provider)[:] = self.np.frombuffer(data, "<f4")
         elif isinstance(embedding, list) and embedding:
             check_floats(embedding, provider)
-            self._row(row, len(embedding), provider)[:] = embedding
+            target = self._row(row, len(embedding), provider)
+            target[:] = embedding
+            if not self.np.isfinite(target).all():  # finite as float64, past float32's range
+                msg = f"{provider} returned an embedding value outside the float32 range."
+                raise ResponseError(msg)
         else:
             decode(embedding, provider, lifted)  # raises the list path's error for it
 
@@ -240,6 +244,9 @@ def check_floats(values: list[Any], provider: str) -> None:
     try:
         # sum() runs in C; a NaN or an infinity makes it non-finite, a non-number a TypeError.
         total = sum(values, 0.0)
+    except OverflowError:  # an integer literal past float's range
+        msg = f"{provider} returned an embedding with a value out of float range."
+        raise ResponseError(msg) from None
     except TypeError:
         bad = next((v for v in values if type(v) not in (float, int)), None)
         msg = f"{provider} returned an embedding with a non-number item {bad!r}."

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from langchain_core.embeddings import Embeddings
 from langchain_core.load.serializable import Serializable
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from typing_extensions import Self
 
 from studio_embeddings import _shell
 from studio_embeddings._client import EmbeddingsClient
@@ -128,6 +129,11 @@ class _StudioEmbeddings(_shell.ShellMixin, Serializable, Embeddings):
         # Errors would otherwise echo every constructor argument, keys included.
         hide_input_in_errors=True,
     )
+
+    def validate_environment(self) -> Self:
+        """Check every setting and (re)build the core client; construction does it already."""
+        self._apply()
+        return self
 
     @classmethod
     def is_lc_serializable(cls) -> bool:

@@ -361,3 +361,35 @@ def test_one_process_429_pauses_the_others(redis_store: Any) -> None:
     inside = [t for t in times if paused_at + 0.45 < t < paused_at + 1.97]
     assert not inside, f"admitted {[round(t - paused_at, 2) for t in inside]} s into the pause"
     assert [t for t in times if t >= paused_at + 1.97]  # and they go on after it
+
+
+# ------------------------------------------------------------ through the client's engine
+
+
+def test_a_clients_deadline_holds_with_a_shared_quota(
+    emulator: Any, make_redis_server: Any
+) -> None:
+    from studio_embeddings import DeadlineExceededError, EmbeddingsClient
+
+    server = make_redis_server()
+
+    def client() -> EmbeddingsClient:
+        return EmbeddingsClient(
+            "yandex", api_key="yc-key", project="b1gdeadline", base_url=emulator.base_url("yandex"),
+            quota_store=server.url, requests_per_second=2, deadline=1.0,
+        )
+
+    with client() as first:
+        assert len(first.embed(["one"])) == 1  # the store answers; the quota is 2/s
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match="waiting for the quota"):
+            first.embed([f"text {i}" for i in range(8)])  # 4 s of quota, a 1 s deadline
+        assert time.monotonic() - started < 2.0
+        server.kill()  # the store away: requests wait for it, within the deadline
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError):
+            first.embed(["while the store is down"])
+        assert time.monotonic() - started < 3.5
+    server.start()
+    with client() as again:
+        assert len(again.embed(["back"])) == 1

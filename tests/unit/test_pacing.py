@@ -267,3 +267,16 @@ async def test_a_turn_reserved_before_a_pause_waits_out_the_pause() -> None:
     started = time.monotonic()
     await waiting
     assert time.monotonic() - started >= 0.45
+
+
+async def test_a_turn_past_the_deadline_is_not_taken() -> None:
+    import time as _time
+
+    from studio_embeddings._pacing import LimiterDeadline
+
+    pacer = Pacer(requests_per_minute=2)
+    await pacer.acquire()
+    for _ in range(4):  # refused at once, and nothing reserved for them
+        with pytest.raises(LimiterDeadline):
+            await pacer.acquire(deadline_at=_time.monotonic() + 1)
+    assert pacer.reserve(max_wait=0) == pytest.approx(30.0, abs=0.5)  # the next turn, not the 5th

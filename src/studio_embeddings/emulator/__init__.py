@@ -17,6 +17,9 @@ the client, so a client bug cannot hide behind the same bug in its test double.
 | ``valid_keys`` | accepted keys; anything else is 401 |
 | ``script(provider, [...])`` | deterministic next answers: statuses, ``"drop"``, ``"quota"`` |
 
+``Emulator`` serves from a thread of the calling process; ``EmulatorProcess`` runs one in a
+process of its own (for benchmarks and multi-process tests), with the same knobs.
+
 Vectors come from :func:`embed_text`: deterministic feature hashing, float32-exact,
 similar texts near each other, so retrieval over a small corpus behaves as a person
 expects.
@@ -37,12 +40,14 @@ from studio_embeddings.emulator._core import (
     ScriptEntry,
 )
 from studio_embeddings.emulator._knobs import Faults, Knobs
+from studio_embeddings.emulator._process import EmulatorProcess
 from studio_embeddings.emulator._server import Emulator, serve
 from studio_embeddings.emulator._vectors import embed_text
 
 __all__ = [
     "UNLIMITED_REMAINING",
     "Emulator",
+    "EmulatorProcess",
     "EmulatorStats",
     "Faults",
     "Knobs",
