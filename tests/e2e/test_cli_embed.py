@@ -748,3 +748,18 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(
     assert proc.returncode in (130, 0)  # 0: it finished before the signal came
     rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr.decode()
+
+
+def test_the_old_meaning_of_format_jsonl_is_asked_about_not_guessed(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = _write_jsonl(tmp_path / "data.txt", [{"text": "an object per line"}])
+    out = tmp_path / "out.jsonl"
+    opts = _on_emulator(emulator, monkeypatch)
+    assert main(["embed", str(data), "--output", str(out), "--format", "jsonl", *opts]) == 2
+    assert "--input-format jsonl" in capsys.readouterr().err
+    assert emulator.requests == []
+    args = ["embed", str(data), "--output", str(out), "--format", "jsonl", "--input-format", "jsonl"]
+    assert main([*args, *opts]) == 0
+    assert [r["id"] for r in _read_jsonl(out)] == [1]

@@ -228,22 +228,6 @@ def test_an_unknown_format_is_a_usage_error(
     assert not out.exists()
 
 
-def test_the_old_meaning_of_format_jsonl_is_pointed_out(
-    emulator: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # --format used to name the input format: a JSON-looking input with another name is read
-    # as text (by its name), and the command says how to read it as JSONL.
-    src = _docs(tmp_path, 2, name="docs.data")
-    argv = ["embed", str(src), "-o", str(tmp_path / "o.jsonl"), "--format", "jsonl"]
-
-    assert main([*argv, *_options(emulator, monkeypatch)]) == 0
-
-    assert "pass --input-format jsonl" in capsys.readouterr().err
-
-
 def test_a_missing_pyarrow_names_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

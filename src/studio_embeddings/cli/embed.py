@@ -342,7 +342,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _note_old_format_flag(args: argparse.Namespace, sink: Sink) -> None:
-    """``--format jsonl`` used to name the input format: say so where that may be what was meant."""
+    """``--format jsonl`` used to name the input format: where that may be what was meant (JSON
+    objects in a file not named .jsonl), ask which, before anything is sent or billed."""
     if (
         args.format != "jsonl"
         or args.input_format is not None
@@ -352,10 +353,12 @@ def _note_old_format_flag(args: argparse.Namespace, sink: Sink) -> None:
     with args.input.open("rb") as f:
         first = next((line for line in f if line.strip()), b"")
     if first.lstrip().startswith(b"{"):
-        say(
-            f"Reading {args.input} as plain text, one document per line (by its name). "
-            "--format names the output format; pass --input-format jsonl to read JSON objects."
+        msg = (
+            f"{args.input} holds JSON objects but is not named .jsonl, and --format now names "
+            "the output format: pass --input-format jsonl to read the objects, or "
+            "--input-format text to embed each line as it is."
         )
+        raise Stop(msg, 2)
 
 
 def _embed_file(args: argparse.Namespace, client: EmbeddingsClient, sink: Sink) -> int:
