@@ -244,6 +244,13 @@ class Settings:
             **rates,
         )
 
+    @staticmethod
+    def credentials_in_env(provider: str | Provider) -> bool:
+        """Whether the environment holds a key (or token) and, where needed, a project id."""
+        p = get_provider(provider)
+        has_key = _first_env(p.credential_envs) is not None
+        return has_key and (not p.project_required or _env(p.project_env) is not None)
+
     # ---------------------------------------------------------------- parts
 
     @staticmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -27,11 +26,9 @@ EMULATOR_PROJECT = "b1gemulatorfolder"
 
 def has_real_credentials(provider: str) -> bool:
     """Whether the environment holds a key (or token) and, where needed, a project id."""
-    p = get_provider(provider)
-    names = p.api_key_envs + ((p.token_env,) if p.token_env else ())
-    has_key = any(os.environ.get(n) for n in names)
-    has_project = not p.project_required or bool(p.project_env and os.environ.get(p.project_env))
-    return has_key and has_project
+    from studio_embeddings._settings import Settings
+
+    return Settings.credentials_in_env(provider)
 
 
 @contextlib.contextmanager
