@@ -201,10 +201,8 @@ class EmbeddingsClient:
         show_progress_bar: bool | None = None,
     ) -> EmbedResult:
         """:meth:`embed_array` with the call's counts; the matrix is ``result.array``."""
-        rows = ArrayRows(0, _numpy())
-        rows.n = len(prepared := self.prepare(texts, kind))
-        call = self._run_sync(prepared, kind, rows, show_progress_bar)
-        return self._result(call, rows)
+        prepared, rows = self._array_call(texts, kind)
+        return self._result(self._run_sync(prepared, kind, rows, show_progress_bar), rows)
 
     async def aembed_array_with_result(
         self,
@@ -214,10 +212,8 @@ class EmbeddingsClient:
         show_progress_bar: bool | None = None,
     ) -> EmbedResult:
         """Async twin of :meth:`embed_array_with_result`."""
-        rows = ArrayRows(0, _numpy())
-        rows.n = len(prepared := self.prepare(texts, kind))
-        call = await self.engine.run(prepared, kind, rows, show_progress_bar)
-        return self._result(call, rows)
+        prepared, rows = self._array_call(texts, kind)
+        return self._result(await self.engine.run(prepared, kind, rows, show_progress_bar), rows)
 
     def close(self) -> None:
         """Close the connections of sync calls (those of async calls close with their loop),
@@ -268,6 +264,11 @@ class EmbeddingsClient:
         if texts and not threaded and _loop.available() and not _loop.in_loop_thread():
             self.transport.entry(_loop.get_loop())  # built here, not on the shared loop
         return _loop.run(self.engine.run(texts, kind, rows, progress, threaded))
+
+    def _array_call(self, texts: Iterable[str], kind: Kind) -> tuple[list[str], ArrayRows]:
+        np = _numpy()  # first: without numpy, say which extra before checking the texts
+        prepared = self.prepare(texts, kind)
+        return prepared, ArrayRows(len(prepared), np)
 
     def _result(self, call: Call, rows: ListRows | ArrayRows) -> EmbedResult:
         result = EmbedResult(
